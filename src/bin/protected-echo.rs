@@ -1,0 +1,81 @@
+//! protected-echo: the demo/test upstream (see `jwt_proxy::echo`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+use jwt_proxy::echo::EchoApp;
+use jwt_proxy::token::{Key, KeyEncoding, DEMO_SECRET};
+
+/// A small upstream for jwt-proxy: answers POST /protected with a JSON echo of the request.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "ECHO_LISTEN", default_value = "127.0.0.1:9000")]
+    listen: String,
+    /// Key that x-my-jwt tokens are verified with (default: the demo key).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Read the key from this file instead (trailing newline ignored).
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    secret_file: Option<String>,
+    /// How the key is encoded: text, hex or base64.
+    #[arg(long, env = "JWT_SECRET_ENCODING", default_value = "text")]
+    secret_encoding: String,
+    /// Do not verify tokens, only echo them.
+    #[arg(long)]
+    no_verify: bool,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+    let key = if args.no_verify {
+        None
+    } else {
+        let Some(encoding) = KeyEncoding::parse(&args.secret_encoding) else {
+            eprintln!("protected-echo: --secret-encoding must be text, hex or base64");
+            return ExitCode::from(2);
+        };
+        let secret = match (&args.secret_file, &args.secret) {
+            (Some(path), _) => match std::fs::read_to_string(path) {
+                Ok(s) => s.trim_end_matches(['\n', '\r']).to_string(),
+                Err(e) => {
+                    eprintln!("protected-echo: cannot read {path}: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            (None, Some(s)) => s.clone(),
+            (None, None) => DEMO_SECRET.to_string(),
+        };
+        match Key::decode(&secret, encoding) {
+            Ok(k) => Some(k),
+            Err(p) => {
+                eprintln!("protected-echo: the key {p}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let conf = ServerConf {
+        threads: args.threads.max(1),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: format!("/tmp/protected-echo-{}.sock", std::process::id()),
+        pid_file: format!("/tmp/protected-echo-{}.pid", std::process::id()),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut service = Service::new("protected-echo".to_string(), EchoApp::new(key.as_ref()));
+    service.add_tcp(&args.listen);
+    server.add_service(service);
+    eprintln!("protected-echo listening on {}", args.listen);
+    server.run_forever()
+}

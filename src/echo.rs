@@ -1,0 +1,160 @@
+//! `protected-echo`: a demo and test upstream. `POST /protected` answers with a JSON echo of what
+//! it received (method, path, headers, body size and SHA-256, and, when it has the key, whether
+//! the `x-my-jwt` token verifies). Query knobs for tests: `delay_ms=N` waits before answering
+//! (at most 60 s), `status=N` answers with that status.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::token::Key;
+
+/// Bodies larger than this are refused with 413.
+pub const MAX_ECHO_BODY: usize = 16 * 1024 * 1024;
+const MAX_DELAY_MS: u64 = 60_000;
+
+pub struct EchoApp {
+    verify: Option<(DecodingKey, Validation)>,
+}
+
+impl EchoApp {
+    /// With a key, every request's `x-my-jwt` is verified (HS512, `exp` checked when present).
+    pub fn new(key: Option<&Key>) -> EchoApp {
+        let verify = key.and_then(|k| {
+            let mut v = Validation::new(Algorithm::HS512);
+            v.required_spec_claims.clear();
+            v.validate_aud = false;
+            v.leeway = 0;
+            DecodingKey::from_secret(k.bytes()).ok().map(|d| (d, v))
+        });
+        EchoApp { verify }
+    }
+
+    fn token_report(&self, values: &[String]) -> Value {
+        let Some(token) = values.first() else {
+            return json!({"present": false, "count": 0});
+        };
+        let mut report = json!({"present": true, "count": values.len()});
+        if let Some((header, claims)) = crate::token::decode_parts(token) {
+            report["header"] = header;
+            report["claims"] = claims;
+        }
+        if let Some((key, validation)) = &self.verify {
+            match jsonwebtoken::decode::<Value>(token, key, validation) {
+                Ok(_) => report["valid"] = true.into(),
+                Err(e) => {
+                    report["valid"] = false.into();
+                    report["error"] = e.to_string().into();
+                }
+            }
+        }
+        report
+    }
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Vec<u8>> {
+    let body = serde_json::to_vec_pretty(body).unwrap_or_default();
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let len = r.body().len();
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert("content-length", len.into());
+    r
+}
+
+#[async_trait]
+impl ServeHttp for EchoApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header().clone();
+        match (req.method.clone(), req.uri.path()) {
+            (Method::GET, "/healthz") => return json_response(200, &json!({"status": "ok"})),
+            (Method::POST, "/protected") => {}
+            (_, "/protected") => {
+                return json_response(405, &json!({"error": "method_not_allowed"}))
+            }
+            _ => return json_response(404, &json!({"error": "not_found"})),
+        }
+        let mut hasher = Sha256::new();
+        let mut size = 0usize;
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    size += chunk.len();
+                    if size > MAX_ECHO_BODY {
+                        session.set_keepalive(None);
+                        return json_response(413, &json!({"error": "body_too_large"}));
+                    }
+                    hasher.update(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return json_response(
+                        400,
+                        &json!({"error": "bad_body", "message": e.to_string()}),
+                    )
+                }
+            }
+        }
+        let query = req.uri.query();
+        if let Some(ms) = query_param(query, "delay_ms").and_then(|v| v.parse::<u64>().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms.min(MAX_DELAY_MS))).await;
+        }
+        let status = query_param(query, "status")
+            .and_then(|v| v.parse::<u16>().ok())
+            .filter(|s| (200..600).contains(s))
+            .unwrap_or(200);
+        let headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let tokens: Vec<String> = headers
+            .iter()
+            .filter(|(k, _)| k == "x-my-jwt")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let digest = hasher.finalize();
+        let body = json!({
+            "method": req.method.as_str(),
+            "path": req.uri.path(),
+            "query": query,
+            "headers": headers,
+            "body_bytes": size,
+            "body_sha256": digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "x_my_jwt": self.token_report(&tokens),
+        });
+        json_response(status, &body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        assert_eq!(query_param(Some("a=1&delay_ms=20"), "delay_ms"), Some("20"));
+        assert_eq!(query_param(Some("xdelay_ms=20"), "delay_ms"), None);
+        assert_eq!(query_param(None, "status"), None);
+    }
+}

@@ -1,0 +1,394 @@
+//! Who sent a request: the `user` that goes into the token's payload, taken from a header, a
+//! verified bearer token, a JSON body field or a fixed value, with the limits every user value
+//! must meet and the typed rejections when it does not. Pure: works on header bytes and body
+//! bytes, knows nothing of Pingora.
+
+use std::fmt;
+
+use http::HeaderName;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::token::{BearerError, BearerVerifier};
+
+/// Longest accepted user value, in bytes.
+pub const MAX_USER_BYTES: usize = 256;
+
+/// Where `payload.user` comes from (`USER_SOURCE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSource {
+    /// `header:NAME`: the value of one request header.
+    Header(HeaderName),
+    /// `bearer`: the `user` (else `sub`) claim of a verified `Authorization: Bearer` token.
+    Bearer,
+    /// `json:FIELD`: a top-level string field of a JSON request body.
+    Json(String),
+    /// `static:VALUE`: the same user for every request.
+    Static(String),
+}
+
+impl UserSource {
+    /// Parse `header:NAME`, `bearer`, `json:FIELD` or `static:VALUE`.
+    pub fn parse(s: &str) -> Result<UserSource, String> {
+        let (kind, arg) = match s.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (s, None),
+        };
+        match (kind, arg) {
+            ("header", Some(name)) => HeaderName::from_bytes(name.trim().as_bytes())
+                .map(UserSource::Header)
+                .map_err(|_| format!("{name:?} is not a valid header name")),
+            ("bearer", None) => Ok(UserSource::Bearer),
+            ("json", Some(field)) if !field.is_empty() => Ok(UserSource::Json(field.to_string())),
+            ("static", Some(value)) => {
+                check_user(value).map_err(|r| format!("static user {}", r.message()))?;
+                Ok(UserSource::Static(value.to_string()))
+            }
+            _ => Err(format!(
+                "{s:?} is not one of header:NAME, bearer, json:FIELD, static:VALUE"
+            )),
+        }
+    }
+
+    pub fn reads_body(&self) -> bool {
+        matches!(self, UserSource::Json(_))
+    }
+}
+
+impl fmt::Display for UserSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UserSource::Header(h) => write!(f, "header:{h}"),
+            UserSource::Bearer => f.write_str("bearer"),
+            UserSource::Json(field) => write!(f, "json:{field}"),
+            UserSource::Static(v) => write!(f, "static:{v}"),
+        }
+    }
+}
+
+/// Why a request's identity was refused. Each maps to one status and one error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The user value breaks the rules (not UTF-8, control characters, too long): 400.
+    InvalidUser(&'static str),
+    /// More than one candidate user (repeated header, duplicate JSON key): 400.
+    AmbiguousUser,
+    /// The JSON body could not be read as an object: 400.
+    BadJson(&'static str),
+    /// The bearer token was refused: 401 (400 when its user claim is not a string).
+    Bearer(BearerError),
+    /// No identity found and `USER_DEFAULT` is empty: 401.
+    Missing,
+}
+
+impl Rejection {
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::Bearer(BearerError::BadUserClaim) => 400,
+            Rejection::Bearer(_) | Rejection::Missing => 401,
+            _ => 400,
+        }
+    }
+
+    /// Stable machine-readable code for the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::InvalidUser(_) => "invalid_user",
+            Rejection::AmbiguousUser => "ambiguous_user",
+            Rejection::BadJson(_) => "invalid_json",
+            Rejection::Bearer(BearerError::BadUserClaim) => "invalid_user",
+            Rejection::Bearer(_) => "invalid_bearer_token",
+            Rejection::Missing => "identity_required",
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            Rejection::InvalidUser(why) | Rejection::BadJson(why) => why,
+            Rejection::AmbiguousUser => "more than one user value in the request",
+            Rejection::Bearer(e) => e.as_str(),
+            Rejection::Missing => "no identity in the request and no default user configured",
+        }
+    }
+}
+
+/// A user value must be 1..=256 bytes of UTF-8 with no control characters.
+pub fn check_user(user: &str) -> Result<(), Rejection> {
+    if user.len() > MAX_USER_BYTES {
+        return Err(Rejection::InvalidUser("user is longer than 256 bytes"));
+    }
+    if user.chars().any(char::is_control) {
+        return Err(Rejection::InvalidUser("user contains control characters"));
+    }
+    Ok(())
+}
+
+/// The user in a header, from all its values: none or empty means absent; two is ambiguous.
+pub fn from_header<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<String>, Rejection> {
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::AmbiguousUser);
+    }
+    let user = std::str::from_utf8(first)
+        .map_err(|_| Rejection::InvalidUser("user is not valid UTF-8"))?
+        .trim();
+    if user.is_empty() {
+        return Ok(None);
+    }
+    check_user(user)?;
+    Ok(Some(user.to_string()))
+}
+
+/// The user named by a `Bearer` token in the `Authorization` header values. A header with another
+/// scheme (e.g. Basic) is not an identity and is left alone; a bearer token must verify.
+pub fn from_bearer<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+    verifier: &BearerVerifier,
+) -> Result<Option<String>, Rejection> {
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::AmbiguousUser);
+    }
+    let Some(token) = bearer_token(first) else {
+        return Ok(None);
+    };
+    let token =
+        std::str::from_utf8(token).map_err(|_| Rejection::Bearer(BearerError::Malformed))?;
+    let user = verifier.verify(token).map_err(Rejection::Bearer)?;
+    if user.is_empty() {
+        return Ok(None);
+    }
+    check_user(&user)?;
+    Ok(Some(user))
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    Some(value[7..].trim_ascii())
+}
+
+/// The user in top-level string field `field` of a JSON object body. An empty body or a missing
+/// field is absent; the field given twice is ambiguous; a non-string value is invalid.
+pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Rejection::BadJson("request body is not valid UTF-8"))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let found = FieldSeed { field }
+        .deserialize(&mut de)
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => match e.to_string() {
+                m if m.starts_with(AMBIGUOUS) => Rejection::AmbiguousUser,
+                m if m.starts_with(NOT_STRING) => Rejection::InvalidUser("user is not a string"),
+                _ => Rejection::BadJson("request body is not a JSON object"),
+            },
+            _ => Rejection::BadJson("request body is not valid JSON"),
+        })?;
+    de.end()
+        .map_err(|_| Rejection::BadJson("request body is not valid JSON"))?;
+    match found {
+        Some(u) if u.is_empty() => Ok(None),
+        Some(u) => check_user(&u).map(|()| Some(u)),
+        None => Ok(None),
+    }
+}
+
+const AMBIGUOUS: &str = "jwt-proxy: duplicate user field";
+const NOT_STRING: &str = "jwt-proxy: user field is not a string";
+
+/// Walks only the top level of the object: other values are skipped without being built
+/// (serde_json's depth limit still applies to them, so deep nesting is an error, not a crash).
+struct FieldSeed<'f> {
+    field: &'f str,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found: Option<String> = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key != self.field {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            if found.is_some() {
+                return Err(de::Error::custom(AMBIGUOUS));
+            }
+            match map.next_value::<serde_json::Value>()? {
+                serde_json::Value::String(s) => found = Some(s),
+                _ => return Err(de::Error::custom(NOT_STRING)),
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{Key, KeyEncoding, DEMO_SECRET};
+
+    fn one(v: &str) -> std::iter::Once<&[u8]> {
+        std::iter::once(v.as_bytes())
+    }
+
+    #[test]
+    fn parses_every_source() {
+        assert_eq!(
+            UserSource::parse("header:X-User").unwrap(),
+            UserSource::Header(HeaderName::from_static("x-user"))
+        );
+        assert_eq!(UserSource::parse("bearer").unwrap(), UserSource::Bearer);
+        assert_eq!(
+            UserSource::parse("json:user").unwrap(),
+            UserSource::Json("user".into())
+        );
+        assert_eq!(
+            UserSource::parse("static:svc").unwrap(),
+            UserSource::Static("svc".into())
+        );
+        for bad in [
+            "",
+            "header:",
+            "header:bad name",
+            "json:",
+            "bearer:x",
+            "cookie:a",
+            "static:a\nb",
+        ] {
+            assert!(UserSource::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+        assert_eq!(
+            UserSource::parse("header:x-user").unwrap().to_string(),
+            "header:x-user"
+        );
+    }
+
+    #[test]
+    fn user_rules() {
+        assert!(check_user("alice").is_ok());
+        assert!(check_user("Zoë Ångström <z@example.com>").is_ok());
+        assert!(check_user(&"a".repeat(256)).is_ok());
+        assert_eq!(check_user(&"a".repeat(257)).unwrap_err().status(), 400);
+        assert_eq!(check_user("a\u{7f}").unwrap_err().code(), "invalid_user");
+        assert_eq!(check_user("a\tb").unwrap_err().code(), "invalid_user");
+    }
+
+    #[test]
+    fn header_source() {
+        assert_eq!(from_header(one(" alice ")).unwrap(), Some("alice".into()));
+        assert_eq!(from_header(one("")).unwrap(), None);
+        assert_eq!(from_header(std::iter::empty()).unwrap(), None);
+        let two = [b"a".as_slice(), b"b".as_slice()];
+        assert_eq!(
+            from_header(two.into_iter()).unwrap_err(),
+            Rejection::AmbiguousUser
+        );
+        let latin1 = [0xe9u8];
+        assert_eq!(
+            from_header(std::iter::once(&latin1[..]))
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn json_source() {
+        assert_eq!(
+            from_json(br#"{"user":"bob","x":[1,{"y":2}]}"#, "user").unwrap(),
+            Some("bob".into())
+        );
+        assert_eq!(from_json(br#"{"other":"bob"}"#, "user").unwrap(), None);
+        assert_eq!(from_json(b"", "user").unwrap(), None);
+        assert_eq!(from_json(br#"{"user":""}"#, "user").unwrap(), None);
+        assert_eq!(
+            from_json(br#"{"user":"a","user":"b"}"#, "user").unwrap_err(),
+            Rejection::AmbiguousUser
+        );
+        assert_eq!(
+            from_json(br#"{"user":1}"#, "user").unwrap_err().code(),
+            "invalid_user"
+        );
+        assert_eq!(
+            from_json(br#"{"user":"a\u0000"}"#, "user")
+                .unwrap_err()
+                .code(),
+            "invalid_user"
+        );
+        assert_eq!(
+            from_json(br#"["user"]"#, "user").unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            from_json(br#"{"user":"a"} x"#, "user").unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            from_json(b"{\"user\":\"\xff\"}", "user")
+                .unwrap_err()
+                .code(),
+            "invalid_json"
+        );
+        // Deep nesting never recurses: skipped values are walked iteratively, the user value is
+        // depth-limited.
+        let deep = |k: &str| format!("{{\"{k}\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(from_json(deep("a").as_bytes(), "user").unwrap(), None);
+        assert_eq!(
+            from_json(deep("user").as_bytes(), "user")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn bearer_source_with_shared_vectors() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/test-vectors.json")).unwrap();
+        let verifier = BearerVerifier::new(&Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap());
+        for case in vectors["bearer"]["accept"].as_array().unwrap() {
+            let header = format!("Bearer {}", case["token"].as_str().unwrap());
+            assert_eq!(
+                from_bearer(one(&header), &verifier).unwrap().as_deref(),
+                case["user"].as_str(),
+                "{}",
+                case["why"]
+            );
+        }
+        for case in vectors["bearer"]["reject"].as_array().unwrap() {
+            let header = format!("Bearer {}", case["token"].as_str().unwrap());
+            let err = from_bearer(one(&header), &verifier).unwrap_err();
+            assert_eq!(err.status(), 401, "{}: {err:?}", case["why"]);
+        }
+        // Not a bearer scheme: not an identity, left for the upstream.
+        assert_eq!(
+            from_bearer(one("Basic YWxpY2U6eA=="), &verifier).unwrap(),
+            None
+        );
+        assert_eq!(from_bearer(std::iter::empty(), &verifier).unwrap(), None);
+    }
+}

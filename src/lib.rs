@@ -1,0 +1,13 @@
+//! jwt-proxy: a Pingora proxy that mints an HS512 JWT for every request and injects it into
+//! the request it forwards. See README.md for the user's manual.
+
+pub mod access_log;
+pub mod client;
+pub mod config;
+pub mod echo;
+pub mod identity;
+pub mod proxy;
+pub mod reply;
+pub mod stats;
+pub mod status;
+pub mod token;

@@ -1,0 +1,94 @@
+//! jwt-proxy: wiring only. Parse the config, build the proxy and status services, run.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use pingora::prelude::Opt;
+use pingora::proxy::http_proxy_service;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+use jwt_proxy::config::Config;
+use jwt_proxy::proxy::JwtProxy;
+use jwt_proxy::stats::Stats;
+use jwt_proxy::status::{Info, StatusApp};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut opt = Opt::parse_args();
+    let config = match Config::load(opt.conf.as_deref().map(Path::new), &|k| {
+        std::env::var(k).ok()
+    }) {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    let upstream_addr = match config.upstream.resolve() {
+        Ok(a) => a,
+        Err(e) => return config_error(e),
+    };
+    if opt.test {
+        println!("jwt-proxy: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    log::info!(
+        "jwt-proxy {} listening on {} (status on {}), upstream {} ({upstream_addr}), user from {}",
+        env!("CARGO_PKG_VERSION"),
+        config.listen,
+        config.status_listen,
+        config.upstream.url(),
+        config.user_source
+    );
+    log::info!(
+        "signing key fingerprint {} ({}-encoded){}",
+        config.key.fingerprint(),
+        config.key_encoding.as_str(),
+        config
+            .token
+            .kid
+            .as_deref()
+            .map(|k| format!(", kid {k}"))
+            .unwrap_or_default()
+    );
+    if config.key.is_demo() {
+        log::warn!("the signing key is the PUBLIC DEMO KEY from the README: anyone can forge tokens; set JWT_SECRET or JWT_SECRET_FILE");
+    }
+
+    let stats = Arc::new(Stats::new(config.status_recent));
+    let proxy = match JwtProxy::new(&config, upstream_addr, stats.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("jwt-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let info = Info {
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        listen: config.listen,
+        upstream_url: config.upstream.url(),
+        upstream_addr,
+        connect_timeout: config.connect_timeout,
+        key_fingerprint: config.key.fingerprint(),
+        demo_key: config.key.is_demo(),
+        kid: config.token.kid.clone(),
+        user_source: config.user_source.to_string(),
+    };
+
+    opt.conf = None; // already read; Pingora would only warn about it
+    let mut server = Server::new_with_opt_and_conf(opt, config.server);
+    server.bootstrap();
+    let mut proxy_service = http_proxy_service(&server.configuration, proxy);
+    proxy_service.add_tcp(&config.listen.to_string());
+    let mut status_service = Service::new("status".to_string(), StatusApp { stats, info });
+    status_service.add_tcp(&config.status_listen.to_string());
+    status_service.threads = Some(1);
+    server.add_service(proxy_service);
+    server.add_service(status_service);
+    server.run_forever()
+}
+
+fn config_error(e: jwt_proxy::config::ConfigError) -> ExitCode {
+    eprintln!("jwt-proxy: {e}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,402 @@
+//! The status service (its own port): `/status` (HTML), `/status.json`, `/healthz`, `/readyz`,
+//! `/metrics` (Prometheus text). Reads `stats` only; everything shown is escaped.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+
+use crate::stats::{Histogram, Record, Stats, OUTCOMES};
+use crate::token::decode_parts;
+
+/// Facts fixed at start-up that the status service shows.
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub version: &'static str,
+    pub pid: u32,
+    pub listen: SocketAddr,
+    pub upstream_url: String,
+    pub upstream_addr: SocketAddr,
+    pub connect_timeout: Duration,
+    pub key_fingerprint: String,
+    pub demo_key: bool,
+    pub kid: Option<String>,
+    pub user_source: String,
+}
+
+pub struct StatusApp {
+    pub stats: Arc<Stats>,
+    pub info: Info,
+}
+
+#[async_trait]
+impl ServeHttp for StatusApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return respond(
+                405,
+                "application/json",
+                br#"{"error":"method_not_allowed","status":405}"#.to_vec(),
+            );
+        }
+        match req.uri.path() {
+            "/status" | "/" => respond(200, "text/html; charset=utf-8", self.html().into_bytes()),
+            "/status.json" => respond(
+                200,
+                "application/json",
+                self.json().to_string().into_bytes(),
+            ),
+            "/healthz" => respond(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            "/readyz" => {
+                let ready = self.upstream_accepts().await;
+                let body = json!({"ready": ready, "upstream": self.info.upstream_url});
+                respond(
+                    if ready { 200 } else { 503 },
+                    "application/json",
+                    body.to_string().into_bytes(),
+                )
+            }
+            "/metrics" => respond(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics().into_bytes(),
+            ),
+            _ => respond(
+                404,
+                "application/json",
+                br#"{"error":"not_found","status":404}"#.to_vec(),
+            ),
+        }
+    }
+}
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let len = r.body().len();
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        content_type
+            .parse()
+            .unwrap_or(http::HeaderValue::from_static("text/plain")),
+    );
+    h.insert("content-length", len.into());
+    h.insert("cache-control", http::HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        http::HeaderValue::from_static("nosniff"),
+    );
+    // The page needs no script at all; forbid it outright as a second line of defence.
+    h.insert(
+        "content-security-policy",
+        http::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    r
+}
+
+impl StatusApp {
+    async fn upstream_accepts(&self) -> bool {
+        let connect = tokio::net::TcpStream::connect(self.info.upstream_addr);
+        matches!(
+            tokio::time::timeout(self.info.connect_timeout, connect).await,
+            Ok(Ok(_))
+        )
+    }
+
+    fn started_at(&self) -> String {
+        chrono::DateTime::<chrono::Utc>::from(self.stats.started_at)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// The `/status.json` document (field names documented in the README).
+    pub fn json(&self) -> Value {
+        let s = &self.stats;
+        let outcomes: serde_json::Map<String, Value> = OUTCOMES
+            .iter()
+            .map(|o| (o.as_str().to_string(), s.outcome_count(*o).into()))
+            .collect();
+        let by_status: serde_json::Map<String, Value> = s
+            .status_counts()
+            .into_iter()
+            .map(|(st, n)| (st.to_string(), n.into()))
+            .collect();
+        json!({
+            "service": "jwt-proxy",
+            "version": self.info.version,
+            "pid": self.info.pid,
+            "started_at": self.started_at(),
+            "uptime_secs": s.uptime_secs(),
+            "listen": self.info.listen.to_string(),
+            "upstream_url": self.info.upstream_url,
+            "user_source": self.info.user_source,
+            "key_fingerprint": self.info.key_fingerprint,
+            "demo_key": self.info.demo_key,
+            "kid": self.info.kid,
+            "requests_total": s.requests.load(Relaxed),
+            "tokens_minted": s.tokens_minted.load(Relaxed),
+            "spoof_attempts": s.spoof_attempts.load(Relaxed),
+            "upstream_errors": s.upstream_errors.load(Relaxed),
+            "in_flight": s.in_flight.load(Relaxed),
+            "outcomes": outcomes,
+            "by_status": by_status,
+            "recent": s.recent().iter().map(record_json).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn metrics(&self) -> String {
+        let s = &self.stats;
+        let mut out = String::with_capacity(4096);
+        family(
+            &mut out,
+            "jwt_proxy_requests_total",
+            "counter",
+            "Requests answered, by HTTP status (0: client gone before an answer).",
+        );
+        for (status, n) in s.status_counts() {
+            let _ = writeln!(out, "jwt_proxy_requests_total{{status=\"{status}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "jwt_proxy_requests_by_outcome_total",
+            "counter",
+            "Requests by outcome.",
+        );
+        for o in OUTCOMES {
+            let _ = writeln!(
+                out,
+                "jwt_proxy_requests_by_outcome_total{{outcome=\"{}\"}} {}",
+                o.as_str(),
+                s.outcome_count(o)
+            );
+        }
+        for (name, kind, help, v) in [
+            (
+                "jwt_proxy_tokens_minted_total",
+                "counter",
+                "Tokens minted.",
+                s.tokens_minted.load(Relaxed),
+            ),
+            (
+                "jwt_proxy_spoof_attempts_total",
+                "counter",
+                "Requests that carried their own x-my-jwt (removed).",
+                s.spoof_attempts.load(Relaxed),
+            ),
+            (
+                "jwt_proxy_upstream_errors_total",
+                "counter",
+                "Requests answered 502/504 because of the upstream.",
+                s.upstream_errors.load(Relaxed),
+            ),
+            (
+                "jwt_proxy_in_flight_requests",
+                "gauge",
+                "Requests being handled now.",
+                s.in_flight.load(Relaxed),
+            ),
+            (
+                "jwt_proxy_uptime_seconds",
+                "gauge",
+                "Seconds since this process started.",
+                s.uptime_secs(),
+            ),
+        ] {
+            family(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        histogram(
+            &mut out,
+            "jwt_proxy_request_duration_seconds",
+            "Time from request start to the end of the response.",
+            &s.request_duration_us,
+            1e-6,
+        );
+        histogram(
+            &mut out,
+            "jwt_proxy_signing_duration_seconds",
+            "Time to mint and sign one token.",
+            &s.signing_duration_ns,
+            1e-9,
+        );
+        out
+    }
+
+    pub fn html(&self) -> String {
+        let j = self.json();
+        let mut h = String::with_capacity(16 * 1024);
+        h.push_str("<!doctype html><html><head><meta charset=\"utf-8\"><title>jwt-proxy status</title>\
+            <style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1em}\
+            td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top;font-size:13px}\
+            th{background:#f3f3f3}code,pre{font-size:12px;white-space:pre-wrap;word-break:break-all}</style>\
+            </head><body><h1>jwt-proxy status</h1>");
+        h.push_str("<table id=\"summary\">");
+        for key in [
+            "version",
+            "pid",
+            "started_at",
+            "uptime_secs",
+            "listen",
+            "upstream_url",
+            "user_source",
+            "key_fingerprint",
+            "kid",
+            "demo_key",
+            "requests_total",
+            "tokens_minted",
+            "spoof_attempts",
+            "upstream_errors",
+            "in_flight",
+        ] {
+            let _ = write!(
+                h,
+                "<tr><th>{}</th><td>{}</td></tr>",
+                esc(key),
+                esc(&plain(&j[key]))
+            );
+        }
+        for (name, map) in [("outcome", &j["outcomes"]), ("status", &j["by_status"])] {
+            if let Some(m) = map.as_object() {
+                for (k, v) in m {
+                    let _ = write!(
+                        h,
+                        "<tr><th>{} {}</th><td>{}</td></tr>",
+                        name,
+                        esc(k),
+                        esc(&plain(v))
+                    );
+                }
+            }
+        }
+        h.push_str(
+            "</table><h2>Recent requests (newest first)</h2><table id=\"recent\"><tr>\
+            <th>time</th><th>client</th><th>version</th><th>method</th><th>path</th><th>status</th>\
+            <th>upstream</th><th>user</th><th>jti</th><th>duration ms</th><th>in/out bytes</th>\
+            <th>details</th></tr>",
+        );
+        for r in j["recent"].as_array().into_iter().flatten() {
+            let cell = |k: &str| esc(&plain(&r[k]));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td><code>{}</code></td><td>{:.3}</td><td>{}/{}</td><td><details><summary>more</summary>",
+                cell("time"), cell("client"), cell("http_version"), cell("method"), cell("path"), cell("status"),
+                cell("upstream_status"), cell("user"), cell("jti"),
+                r["duration_us"].as_f64().unwrap_or(0.0) / 1000.0, cell("bytes_in"), cell("bytes_out"),
+            );
+            for k in [
+                "content_type",
+                "content_encoding",
+                "iat",
+                "exp",
+                "spoofed",
+                "error",
+            ] {
+                let _ = write!(h, "<div><b>{k}</b>: {}</div>", cell(k));
+            }
+            h.push_str("<b>request headers</b><table>");
+            for pair in r["headers"].as_array().into_iter().flatten() {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td><code>{}</code></td></tr>",
+                    esc(&plain(&pair[0])),
+                    esc(&plain(&pair[1]))
+                );
+            }
+            h.push_str("</table>");
+            for k in ["token_header", "token_claims"] {
+                let pretty = serde_json::to_string_pretty(&r[k]).unwrap_or_default();
+                let _ = write!(h, "<b>{k}</b><pre>{}</pre>", esc(&pretty));
+            }
+            h.push_str("</details></td></tr>");
+        }
+        h.push_str("</table></body></html>");
+        h
+    }
+}
+
+/// A record as shown: its fields plus the token's decoded header and claims (no signature).
+fn record_json(r: &Record) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    let (header, claims) = r
+        .token_unsigned
+        .as_deref()
+        .and_then(|t| decode_parts(&format!("{t}.")))
+        .unwrap_or((Value::Null, Value::Null));
+    if let Some(m) = v.as_object_mut() {
+        let time = chrono::DateTime::from_timestamp_millis(r.time_unix_ms as i64)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        m.insert("time".into(), time.into());
+        m.insert("client".into(), r.client.map(|c| c.to_string()).into());
+        m.insert("token_header".into(), header);
+        m.insert("token_claims".into(), claims);
+        m.remove("token_unsigned");
+    }
+    v
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// HTML-escape text for element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram, scale: f64) {
+    let (buckets, sum) = h.snapshot();
+    family(out, name, "histogram", help);
+    let mut count = 0;
+    for (bound, c) in buckets {
+        let le = bound.map_or_else(|| "+Inf".to_string(), |b| format!("{}", b as f64 * scale));
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {c}");
+        count = c;
+    }
+    let _ = writeln!(
+        out,
+        "{name}_sum {}\n{name}_count {count}",
+        sum as f64 * scale
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
+    }
+}
