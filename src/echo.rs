@@ -1,8 +1,9 @@
 //! `protected-echo`: a demo and test upstream. `POST /protected` answers with a JSON echo of what
 //! it received (method, path, headers, body size and SHA-256, and, when it has the key, whether
-//! the `x-my-jwt` token verifies). Query knobs for tests: `delay_ms=N` waits before answering
+//! the `x-my-jwt` token verifies). `GET /healthz` for health checks, `GET /stats` counts requests. Query knobs for tests: `delay_ms=N` waits before answering
 //! (at most 60 s), `status=N` answers with that status.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,9 @@ const MAX_DELAY_MS: u64 = 60_000;
 
 pub struct EchoApp {
     verify: Option<(DecodingKey, Validation)>,
+    /// `POST /protected` requests received (see `GET /stats`): lets tests prove that nothing
+    /// reached the upstream.
+    received: AtomicU64,
 }
 
 impl EchoApp {
@@ -33,7 +37,10 @@ impl EchoApp {
             v.leeway = 0;
             DecodingKey::from_secret(k.bytes()).ok().map(|d| (d, v))
         });
-        EchoApp { verify }
+        EchoApp {
+            verify,
+            received: AtomicU64::new(0),
+        }
     }
 
     fn token_report(&self, values: &[String]) -> Value {
@@ -83,7 +90,12 @@ impl ServeHttp for EchoApp {
         let req = session.req_header().clone();
         match (req.method.clone(), req.uri.path()) {
             (Method::GET, "/healthz") => return json_response(200, &json!({"status": "ok"})),
-            (Method::POST, "/protected") => {}
+            (Method::GET, "/stats") => {
+                return json_response(200, &json!({"received": self.received.load(Relaxed)}))
+            }
+            (Method::POST, "/protected") => {
+                self.received.fetch_add(1, Relaxed);
+            }
             (_, "/protected") => {
                 return json_response(405, &json!({"error": "method_not_allowed"}))
             }

@@ -1,0 +1,318 @@
+//! Test harness: start the real binaries on free loopback ports, speak raw HTTP/1.1 to them.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEMO_SECRET: &str = jwt_proxy::token::DEMO_SECRET;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jwt-proxy-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub stdout_path: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+}
+
+pub fn wait_for_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listening on {addr}");
+}
+
+fn spawn(bin: &str, args: &[&str], env: &[(&str, String)], tag: &str) -> Proc {
+    let dir = scratch_dir(tag);
+    let stdout_path = dir.join(format!("{}-{}.out", tag, free_port()));
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(Stdio::null());
+    // A clean slate: only the settings this test gives.
+    for (k, _) in jwt_proxy::config::SETTINGS {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc {
+        child: cmd.spawn().unwrap(),
+        stdout_path,
+    }
+}
+
+pub struct Echo {
+    pub addr: SocketAddr,
+    _proc: Proc,
+}
+
+pub fn start_echo(extra: &[&str]) -> Echo {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = addr.to_string();
+    let mut args = vec!["--listen", listen.as_str()];
+    args.extend_from_slice(extra);
+    let proc = spawn(env!("CARGO_BIN_EXE_protected-echo"), &args, &[], "echo");
+    wait_for_port(addr);
+    Echo { addr, _proc: proc }
+}
+
+impl Echo {
+    pub fn received(&self) -> u64 {
+        let r = get(self.addr, "/stats");
+        r.json()["received"].as_u64().unwrap()
+    }
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub status: SocketAddr,
+    pub proc: Proc,
+}
+
+/// Start jwt-proxy in front of `upstream_url` with extra settings.
+pub fn start_proxy(upstream_url: &str, env: &[(&str, &str)]) -> Proxy {
+    let port = free_port();
+    let status_port = free_port();
+    let mut all: Vec<(&str, String)> = vec![
+        ("LISTEN_ADDR", "127.0.0.1".into()),
+        ("HTTP_PORT", port.to_string()),
+        ("STATUS_PORT", status_port.to_string()),
+        ("UPSTREAM_URL", upstream_url.to_string()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+    let proc = spawn(env!("CARGO_BIN_EXE_jwt-proxy"), &[], &all, "proxy");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let status: SocketAddr = format!("127.0.0.1:{status_port}").parse().unwrap();
+    wait_for_port(addr);
+    wait_for_port(status);
+    Proxy { addr, status, proc }
+}
+
+pub fn start_stack(env: &[(&str, &str)]) -> (Echo, Proxy) {
+    let echo = start_echo(&[]);
+    let proxy = start_proxy(&format!("http://{}/protected", echo.addr), env);
+    (echo, proxy)
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn token(&self) -> &str {
+        self.header("x-my-jwt").expect("response has x-my-jwt")
+    }
+}
+
+/// Send raw bytes, read the response until the server closes (requests say `Connection: close`).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> Response {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(buf)));
+    let head = std::str::from_utf8(&buf[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    } else if let Some((_, len)) = headers.iter().find(|(k, _)| k == "content-length") {
+        body.truncate(len.parse().unwrap());
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..eol])
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+}
+
+/// POST `body` to `path` with extra headers; `Connection: close`.
+pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes)
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The proxy's `/status.json`.
+pub fn status_json(proxy: &Proxy) -> serde_json::Value {
+    get(proxy.status, "/status.json").json()
+}
+
+/// Verify one of our tokens with `jsonwebtoken` (not our minter's code): HS512, exp checked.
+pub fn verify_with_jsonwebtoken(token: &str, key: &[u8]) -> serde_json::Value {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let mut v = Validation::new(Algorithm::HS512);
+    v.required_spec_claims = ["exp".to_string()].into();
+    v.validate_aud = false;
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &DecodingKey::from_secret(key).unwrap(),
+        &v,
+    )
+    .unwrap_or_else(|e| panic!("token does not verify: {e}: {token}"));
+    assert_eq!(data.header.alg, Algorithm::HS512);
+    data.claims
+}
+
+/// The Python interpreter with PyJWT and prometheus_client (`make test` sets it up).
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("JWT_PROXY_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join(".venv/bin/python"));
+    assert!(
+        p.exists(),
+        "no Python at {} (run `make test`, which creates .venv)",
+        p.display()
+    );
+    p
+}
+
+/// Run a helper script from tests/interop with JSON on stdin; panic unless it exits 0.
+pub fn run_python(script: &str, input: &serde_json::Value) -> String {
+    let mut child = Command::new(python())
+        .arg(manifest_dir().join("tests/interop").join(script))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
