@@ -218,14 +218,14 @@ impl StatusApp {
             "jwt_proxy_request_duration_seconds",
             "Time from request start to the end of the response.",
             &s.request_duration_us,
-            1e-6,
+            6,
         );
         histogram(
             &mut out,
             "jwt_proxy_signing_duration_seconds",
             "Time to mint and sign one token.",
             &s.signing_duration_ns,
-            1e-9,
+            9,
         );
         out
     }
@@ -372,25 +372,45 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram, scale: f64) {
+/// `value` × 10^-`digits` as an exact decimal (no float noise in `le` labels).
+fn decimal(value: u64, digits: u32) -> String {
+    let unit = 10u64.pow(digits);
+    let frac = format!("{:0width$}", value % unit, width = digits as usize);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        (value / unit).to_string()
+    } else {
+        format!("{}.{frac}", value / unit)
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram, digits: u32) {
     let (buckets, sum) = h.snapshot();
     family(out, name, "histogram", help);
     let mut count = 0;
     for (bound, c) in buckets {
-        let le = bound.map_or_else(|| "+Inf".to_string(), |b| format!("{}", b as f64 * scale));
+        let le = bound.map_or_else(|| "+Inf".to_string(), |b| decimal(b, digits));
         let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {c}");
         count = c;
     }
     let _ = writeln!(
         out,
         "{name}_sum {}\n{name}_count {count}",
-        sum as f64 * scale
+        decimal(sum, digits)
     );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_decimal_labels() {
+        assert_eq!(decimal(500, 9), "0.0000005");
+        assert_eq!(decimal(2_500_000, 6), "2.5");
+        assert_eq!(decimal(30_000_000, 6), "30");
+        assert_eq!(decimal(0, 6), "0");
+    }
 
     #[test]
     fn escapes_markup() {

@@ -570,3 +570,33 @@ fn config_errors_stop_startup_with_exit_2() {
     let out = run(&[], &["-t", "-c", "/nonexistent.yaml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn static_source_names_every_request_and_ignores_the_header() {
+    let (_echo, proxy) = start_stack(&[("USER_SOURCE", "static:batch-job")]);
+    let r = post(proxy.addr, "/", &[("x-user", "mallory")], b"{}");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        verify_with_jsonwebtoken(r.token(), DEMO_SECRET.as_bytes())["payload"]["user"],
+        "batch-job"
+    );
+}
+
+#[test]
+fn existing_forwarded_for_is_extended() {
+    let (_echo, proxy) = start_stack(&[]);
+    let r = post(
+        proxy.addr,
+        "/",
+        &[("x-forwarded-for", "203.0.113.7")],
+        b"{}",
+    );
+    let xff: Vec<_> = r.json()["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0] == "x-forwarded-for")
+        .map(|h| h[1].clone())
+        .collect();
+    assert_eq!(xff, [json!("203.0.113.7, 127.0.0.1")]);
+}
