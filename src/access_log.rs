@@ -39,7 +39,7 @@ pub fn line(r: &Record) -> String {
         bytes_in: r.bytes_in,
         bytes_out: r.bytes_out,
         user: r.user.as_deref(),
-        jti: &r.jti,
+        jti: r.jti.as_str(),
         spoofed: r.spoofed,
         error: r.error.as_deref(),
     };

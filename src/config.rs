@@ -185,19 +185,14 @@ impl Config {
         path: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let (yaml, path_shown) = match path {
-            Some(p) => (
-                std::fs::read_to_string(p)
-                    .map_err(|e| err("-c", format!("cannot read {}: {e}", p.display())))?,
-                p.display().to_string(),
-            ),
-            None if Path::new(DEFAULT_CONF_PATH).exists() => (
-                std::fs::read_to_string(DEFAULT_CONF_PATH)
-                    .map_err(|e| err("-c", format!("cannot read {DEFAULT_CONF_PATH}: {e}")))?,
-                DEFAULT_CONF_PATH.to_string(),
-            ),
-            None => (String::new(), String::new()),
+        let default = Path::new(DEFAULT_CONF_PATH);
+        let path = path.or_else(|| default.exists().then_some(default));
+        let yaml = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| err("-c", format!("cannot read {}: {e}", p.display())))?,
+            None => String::new(),
         };
+        let path_shown = path.map(|p| p.display().to_string()).unwrap_or_default();
         Config::from_yaml(&yaml, env).map_err(|mut e| {
             if e.setting == "yaml" {
                 e.setting = path_shown;

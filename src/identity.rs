@@ -3,6 +3,7 @@
 //! must meet and the typed rejections when it does not. Pure: works on header bytes and body
 //! bytes, knows nothing of Pingora.
 
+use std::cell::Cell;
 use std::fmt;
 
 use http::HeaderName;
@@ -185,16 +186,19 @@ pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> 
     let text = std::str::from_utf8(body)
         .map_err(|_| Rejection::BadJson("request body is not valid UTF-8"))?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let found = FieldSeed { field }
-        .deserialize(&mut de)
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => match e.to_string() {
-                m if m.starts_with(AMBIGUOUS) => Rejection::AmbiguousUser,
-                m if m.starts_with(NOT_STRING) => Rejection::InvalidUser("user is not a string"),
-                _ => Rejection::BadJson("request body is not a JSON object"),
-            },
-            _ => Rejection::BadJson("request body is not valid JSON"),
-        })?;
+    let problem = Cell::new(None);
+    let found = FieldSeed {
+        field,
+        problem: &problem,
+    }
+    .deserialize(&mut de)
+    .map_err(|e| match (problem.take(), e.classify()) {
+        (Some(rejection), _) => rejection,
+        (None, serde_json::error::Category::Data) => {
+            Rejection::BadJson("request body is not a JSON object")
+        }
+        (None, _) => Rejection::BadJson("request body is not valid JSON"),
+    })?;
     de.end()
         .map_err(|_| Rejection::BadJson("request body is not valid JSON"))?;
     match found {
@@ -204,13 +208,12 @@ pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> 
     }
 }
 
-const AMBIGUOUS: &str = "jwt-proxy: duplicate user field";
-const NOT_STRING: &str = "jwt-proxy: user field is not a string";
-
 /// Walks only the top level of the object: other values are skipped without being built
 /// (serde_json's depth limit still applies to them, so deep nesting is an error, not a crash).
 struct FieldSeed<'f> {
     field: &'f str,
+    /// Why the visitor stopped, when it was our rule and not JSON syntax.
+    problem: &'f Cell<Option<Rejection>>,
 }
 
 impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
@@ -235,11 +238,16 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
                 continue;
             }
             if found.is_some() {
-                return Err(de::Error::custom(AMBIGUOUS));
+                self.problem.set(Some(Rejection::AmbiguousUser));
+                return Err(de::Error::custom("duplicate user field"));
             }
             match map.next_value::<serde_json::Value>()? {
                 serde_json::Value::String(s) => found = Some(s),
-                _ => return Err(de::Error::custom(NOT_STRING)),
+                _ => {
+                    self.problem
+                        .set(Some(Rejection::InvalidUser("user is not a string")));
+                    return Err(de::Error::custom("user field is not a string"));
+                }
             }
         }
         Ok(found)

@@ -37,7 +37,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct JwtProxy {
     minter: Minter,
-    verifier: Option<BearerVerifier>,
+    verifier: BearerVerifier,
     user_source: UserSource,
     user_default: Option<String>,
     /// Effective body limit (for `json:` at most the retry buffer).
@@ -93,8 +93,7 @@ impl JwtProxy {
             .map_err(|e| Error::because(ErrorType::InternalError, "upstream host", e))?;
         Ok(JwtProxy {
             minter: Minter::new(&config.key, &config.token),
-            verifier: matches!(config.user_source, UserSource::Bearer)
-                .then(|| BearerVerifier::new(&config.key)),
+            verifier: BearerVerifier::new(&config.key),
             user_source: config.user_source.clone(),
             user_default: config.user_default.clone(),
             max_body,
@@ -107,16 +106,8 @@ impl JwtProxy {
         })
     }
 
-    pub fn max_body(&self) -> u64 {
-        self.max_body
-    }
-
     /// The user of this request, per `USER_SOURCE` (reading the body for `json:`).
-    async fn identify(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-    ) -> Result<Result<String, Rejection>, ErrorKind> {
+    async fn identify(&self, session: &mut Session, ctx: &mut Ctx) -> Result<String, Refusal> {
         let found = match &self.user_source {
             UserSource::Header(name) => identity::from_header(
                 session
@@ -128,24 +119,28 @@ impl JwtProxy {
             ),
             UserSource::Bearer => {
                 let auth = session.req_header().headers.get_all(header::AUTHORIZATION);
-                let found = match &self.verifier {
-                    Some(v) => identity::from_bearer(auth.iter().map(HeaderValue::as_bytes), v),
-                    None => Ok(None),
-                };
+                let found =
+                    identity::from_bearer(auth.iter().map(HeaderValue::as_bytes), &self.verifier);
                 ctx.drop_authorization = matches!(found, Ok(Some(_)));
                 found
             }
             UserSource::Json(field) => {
-                let body = self.read_body(session, ctx).await?;
+                let body = self
+                    .read_body(session, ctx)
+                    .await
+                    .map_err(|kind| (kind, failure_message(kind)))?;
                 identity::from_json(&body, field)
             }
             UserSource::Static(user) => Ok(Some(user.clone())),
         };
-        Ok(match found {
+        match found {
             Ok(Some(user)) => Ok(user),
-            Ok(None) => self.user_default.clone().ok_or(Rejection::Missing),
-            Err(r) => Err(r),
-        })
+            Ok(None) => self
+                .user_default
+                .clone()
+                .ok_or_else(|| refusal(&Rejection::Missing)),
+            Err(r) => Err(refusal(&r)),
+        }
     }
 
     /// Read the whole body into Pingora's retry buffer (which it replays upstream), refusing
@@ -194,8 +189,7 @@ impl JwtProxy {
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        kind: ErrorKind,
-        message: &'static str,
+        (kind, message): Refusal,
     ) -> Result<bool> {
         ctx.outcome = Some(Outcome::Rejected);
         ctx.error = Some(Cow::Borrowed(kind.code));
@@ -240,7 +234,7 @@ impl JwtProxy {
             content_type: text(header::CONTENT_TYPE),
             content_encoding: text(header::CONTENT_ENCODING),
             user: ctx.user.take(),
-            jti: ctx.jti.to_string(),
+            jti: ctx.jti,
             iat: ctx.iat,
             exp: ctx.exp,
             token_unsigned: ctx
@@ -282,6 +276,19 @@ pub fn classify_failure(e: &Error) -> Option<ErrorKind> {
         (ErrorSource::Downstream, _) => Some(reply::BAD_REQUEST),
         _ => Some(reply::INTERNAL),
     }
+}
+
+/// An answer the proxy gives instead of forwarding: what, and the message for the client.
+type Refusal = (ErrorKind, &'static str);
+
+fn refusal(r: &Rejection) -> Refusal {
+    (
+        ErrorKind {
+            status: r.status(),
+            code: r.code(),
+        },
+        r.message(),
+    )
 }
 
 fn failure_message(kind: ErrorKind) -> &'static str {
@@ -326,39 +333,23 @@ impl ProxyHttp for JwtProxy {
         ctx.counted = true;
         ctx.spoofed = session.req_header().headers.contains_key(TOKEN_HEADER);
         if session.req_header().method != Method::POST {
-            return self
-                .refuse(
-                    session,
-                    ctx,
-                    reply::METHOD_NOT_ALLOWED,
-                    "only POST is accepted",
-                )
-                .await;
+            let refusal = (reply::METHOD_NOT_ALLOWED, "only POST is accepted");
+            return self.refuse(session, ctx, refusal).await;
         }
         let declared = session.req_header().headers.get(header::CONTENT_LENGTH);
         if declared
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
             .is_some_and(|n| n > self.max_body)
         {
-            return self
-                .refuse(
-                    session,
-                    ctx,
-                    reply::BODY_TOO_LARGE,
-                    "request body is larger than the limit",
-                )
-                .await;
+            let refusal = (
+                reply::BODY_TOO_LARGE,
+                failure_message(reply::BODY_TOO_LARGE),
+            );
+            return self.refuse(session, ctx, refusal).await;
         }
         let user = match self.identify(session, ctx).await {
-            Ok(Ok(user)) => user,
-            Ok(Err(rejection)) => {
-                let kind = ErrorKind {
-                    status: rejection.status(),
-                    code: rejection.code(),
-                };
-                return self.refuse(session, ctx, kind, rejection.message()).await;
-            }
-            Err(kind) => return self.refuse(session, ctx, kind, failure_message(kind)).await,
+            Ok(user) => user,
+            Err(refusal) => return self.refuse(session, ctx, refusal).await,
         };
         self.mint(&user, ctx)?;
         ctx.user = Some(user);

@@ -9,6 +9,8 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::token::Jti;
+
 /// Everything known about one finished request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
@@ -31,7 +33,7 @@ pub struct Record {
     pub content_encoding: Option<String>,
     pub user: Option<String>,
     /// Also the request id in error bodies.
-    pub jti: String,
+    pub jti: Jti,
     pub iat: Option<u64>,
     pub exp: Option<u64>,
     /// `header.claims` of the minted token; the signature is never kept.
@@ -96,8 +98,7 @@ pub const SIGNING_BOUNDS_NS: &[u64] = &[
 ];
 
 /// How a request ended, for the outcome counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The upstream answered (whatever its status).
     Proxied,
@@ -242,7 +243,7 @@ mod tests {
             content_type: None,
             content_encoding: None,
             user: None,
-            jti: status.to_string(),
+            jti: Jti::from_bytes([(status % 256) as u8; 16]),
             iat: None,
             exp: None,
             token_unsigned: None,
@@ -277,8 +278,8 @@ mod tests {
                 record(st),
             );
         }
-        let jtis: Vec<_> = s.recent().into_iter().map(|r| r.jti).collect();
-        assert_eq!(jtis, ["502", "202", "201"]);
+        let statuses: Vec<_> = s.recent().into_iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [502, 202, 201]);
         assert_eq!(s.requests.load(Relaxed), 4);
         assert_eq!(s.in_flight.load(Relaxed), 0);
         assert_eq!(s.upstream_errors.load(Relaxed), 1);

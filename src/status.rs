@@ -329,7 +329,7 @@ fn record_json(r: &Record) -> Value {
     let (header, claims) = r
         .token_unsigned
         .as_deref()
-        .and_then(|t| decode_parts(&format!("{t}.")))
+        .and_then(decode_parts)
         .unwrap_or((Value::Null, Value::Null));
     if let Some(m) = v.as_object_mut() {
         let time = chrono::DateTime::from_timestamp_millis(r.time_unix_ms as i64)
