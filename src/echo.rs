@@ -1,6 +1,6 @@
 //! `protected-echo`: a demo and test upstream. `POST /protected` answers with a JSON echo of what
 //! it received (method, path, headers, body size and SHA-256, and, when it has the key, whether
-//! the `x-my-jwt` token verifies). `GET /healthz` for health checks, `GET /stats` counts requests. Query knobs for tests: `delay_ms=N` waits before answering
+//! the `x-my-jwt` token verifies, and the peer address it came from). `GET /healthz` for health checks, `GET /stats` counts requests. Query knobs for tests: `delay_ms=N` waits before answering
 //! (at most 60 s), `status=N` answers with that status.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -147,6 +147,7 @@ impl ServeHttp for EchoApp {
             .collect();
         let digest = hasher.finalize();
         let body = json!({
+            "peer": session.client_addr().map(|a| a.to_string()),
             "method": req.method.as_str(),
             "path": req.uri.path(),
             "query": query,

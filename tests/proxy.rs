@@ -379,6 +379,10 @@ fn status_service_counts_and_escapes() {
     let signature = token.rsplit('.').next().unwrap();
     let page = get(proxy.status, "/status");
     assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some("default-src 'none'; style-src 'unsafe-inline'")
+    );
     let html = page.text();
     for raw_markup in ["<script>document", "<img src=x"] {
         assert!(!html.contains(raw_markup), "{raw_markup} shown unescaped");
@@ -445,7 +449,12 @@ fn pyjwt_verifies_tokens_under_every_key_encoding() {
                 };
                 let r = post(proxy.addr, "/", &headers, b"{}");
                 assert_eq!(r.status, 200, "{}", r.text());
-                // The echo verified it with the (default, text) demo key: valid only for text.
+                // The echo verifies with the demo key as text: the same bytes only for `text`.
+                assert_eq!(
+                    r.json()["x_my_jwt"]["valid"],
+                    encoding == "text",
+                    "{encoding}"
+                );
                 r.token().to_string()
             })
             .collect();
@@ -599,4 +608,45 @@ fn existing_forwarded_for_is_extended() {
         .map(|h| h[1].clone())
         .collect();
     assert_eq!(xff, [json!("203.0.113.7, 127.0.0.1")]);
+}
+
+#[test]
+fn hop_by_hop_headers_are_dropped_and_upstream_connections_reused() {
+    let (_echo, proxy) = start_stack(&[]);
+    let peers: Vec<String> = (0..3)
+        .map(|_| {
+            let r = post(
+                proxy.addr,
+                "/",
+                &[
+                    ("keep-alive", "timeout=5"),
+                    ("te", "trailers"),
+                    ("proxy-connection", "keep-alive"),
+                    ("x-hop", "1"),
+                    ("connection", "x-hop"),
+                ],
+                b"{}",
+            );
+            assert_eq!(r.status, 200);
+            let j = r.json();
+            let names: Vec<&str> = j["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h[0].as_str().unwrap())
+                .collect();
+            for hop in [
+                "keep-alive",
+                "te",
+                "proxy-connection",
+                "x-hop",
+                "connection",
+            ] {
+                assert!(!names.contains(&hop), "{hop} forwarded: {names:?}");
+            }
+            j["peer"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // Each client request came on a new connection; the upstream saw one pooled connection.
+    assert!(peers.iter().all(|p| p == &peers[0]), "{peers:?}");
 }
