@@ -9,7 +9,7 @@ BIN := target/release
 
 export HTTP_PORT STATUS_PORT
 
-.PHONY: deps build run test lint client clean
+.PHONY: deps build run reload test lint client clean docker-build up down loadtest loadtest-k6 bench compare
 
 # System packages Pingora's build needs (zlib-ng is built with cmake).
 deps:
@@ -22,12 +22,17 @@ build: deps
 	$(CARGO) build --release --bins
 
 # The demo upstream on 127.0.0.1:$(UPSTREAM_PORT) in the background, the proxy in the
-# foreground; Ctrl-C stops both.
+# foreground under scripts/supervise.sh (so `make reload` can upgrade it); Ctrl-C stops both.
 run: build
-	@trap 'kill $$echo_pid 2>/dev/null; wait $$echo_pid 2>/dev/null' EXIT INT TERM; \
+	@mkdir -p run; trap 'kill $$echo_pid 2>/dev/null; wait $$echo_pid 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/protected-echo --listen 127.0.0.1:$(UPSTREAM_PORT) & echo_pid=$$!; \
 	UPSTREAM_URL=$${UPSTREAM_URL:-http://127.0.0.1:$(UPSTREAM_PORT)/protected} \
-	  $(BIN)/jwt-proxy -c conf/jwt-proxy.yaml
+	JWT_PROXY_BIN=$(BIN)/jwt-proxy JWT_PROXY_CONF=conf/jwt-proxy.yaml \
+	SUPERVISOR_PID_FILE=run/supervisor.pid scripts/supervise.sh
+
+# Zero-downtime upgrade of the proxy started by `make run` (new binary, config, key or kid).
+reload:
+	@scripts/reload.sh
 
 $(PY): tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -45,6 +50,28 @@ lint: deps
 client:
 	@[ -x $(BIN)/jwt-post ] || $(CARGO) build --release --bin jwt-post
 	$(BIN)/jwt-post http://127.0.0.1:$(HTTP_PORT)/ --user demo-user --data '{"hello":"world"}'
+
+docker-build:
+	docker build -t jwt-proxy:latest .
+
+up:
+	docker compose up --build
+
+down:
+	docker compose down
+
+bench: deps
+	$(CARGO) bench --bench mint
+
+# Load tests against a running stack (see loadtest/README.md); `loadtest` starts one if needed.
+loadtest: build
+	loadtest/oha.sh
+
+loadtest-k6: build $(PY)
+	loadtest/k6-run.sh
+
+compare: build
+	loadtest/compare.sh
 
 clean:
 	$(CARGO) clean

@@ -1,9 +1,12 @@
 //! `protected-echo`: a demo and test upstream. `POST /protected` answers with a JSON echo of what
 //! it received (method, path, headers, body size and SHA-256, and, when it has the key, whether
-//! the `x-my-jwt` token verifies, and the peer address it came from). `GET /healthz` for health checks, `GET /stats` counts requests. Query knobs for tests: `delay_ms=N` waits before answering
+//! the `x-my-jwt` token verifies, and the peer address it came from). `GET /healthz` for health checks, `GET /stats` counts requests (and, with `--track-header NAME`, distinct and duplicate values of
+//! that header). Query knobs for tests: `delay_ms=N` waits before answering
 //! (at most 60 s), `status=N` answers with that status.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,11 +28,20 @@ pub struct EchoApp {
     /// `POST /protected` requests received (see `GET /stats`): lets tests prove that nothing
     /// reached the upstream.
     received: AtomicU64,
+    /// With `--track-header NAME`: every value of that header seen, to count duplicates (tests
+    /// use it to prove each client request reached the upstream exactly once).
+    tracked: Option<(http::HeaderName, Mutex<Tracked>)>,
+}
+
+#[derive(Default)]
+struct Tracked {
+    seen: HashSet<Vec<u8>>,
+    duplicates: u64,
 }
 
 impl EchoApp {
     /// With a key, every request's `x-my-jwt` is verified (HS512, `exp` checked when present).
-    pub fn new(key: Option<&Key>) -> EchoApp {
+    pub fn new(key: Option<&Key>, track_header: Option<http::HeaderName>) -> EchoApp {
         let verify = key.and_then(|k| {
             let mut v = Validation::new(Algorithm::HS512);
             v.required_spec_claims.clear();
@@ -40,6 +52,7 @@ impl EchoApp {
         EchoApp {
             verify,
             received: AtomicU64::new(0),
+            tracked: track_header.map(|h| (h, Mutex::new(Tracked::default()))),
         }
     }
 
@@ -62,6 +75,31 @@ impl EchoApp {
             }
         }
         report
+    }
+}
+
+impl EchoApp {
+    fn track(&self, req: &pingora::http::RequestHeader) {
+        let Some((name, tracked)) = &self.tracked else {
+            return;
+        };
+        let mut t = tracked.lock().unwrap_or_else(|p| p.into_inner());
+        for v in req.headers.get_all(name) {
+            if !t.seen.insert(v.as_bytes().to_vec()) {
+                t.duplicates += 1;
+            }
+        }
+    }
+
+    fn stats(&self) -> Value {
+        let mut s = json!({"received": self.received.load(Relaxed)});
+        if let Some((name, tracked)) = &self.tracked {
+            let t = tracked.lock().unwrap_or_else(|p| p.into_inner());
+            s["tracked_header"] = name.as_str().into();
+            s["distinct"] = t.seen.len().into();
+            s["duplicates"] = t.duplicates.into();
+        }
+        s
     }
 }
 
@@ -90,11 +128,10 @@ impl ServeHttp for EchoApp {
         let req = session.req_header().clone();
         match (req.method.clone(), req.uri.path()) {
             (Method::GET, "/healthz") => return json_response(200, &json!({"status": "ok"})),
-            (Method::GET, "/stats") => {
-                return json_response(200, &json!({"received": self.received.load(Relaxed)}))
-            }
+            (Method::GET, "/stats") => return json_response(200, &self.stats()),
             (Method::POST, "/protected") => {
                 self.received.fetch_add(1, Relaxed);
+                self.track(&req);
             }
             (_, "/protected") => {
                 return json_response(405, &json!({"error": "method_not_allowed"}))

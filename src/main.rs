@@ -78,6 +78,19 @@ fn main() -> ExitCode {
     opt.conf = None; // already read; Pingora would only warn about it
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
+    // Pingora writes the pid file only when daemonizing; in the foreground we write it once the
+    // listeners are ours (after an upgrade's hand-over), so reload tooling can find this process.
+    if !server.configuration.daemon {
+        if let Err(e) = std::fs::write(
+            &server.configuration.pid_file,
+            format!("{}\n", std::process::id()),
+        ) {
+            log::warn!(
+                "cannot write pid file {}: {e}",
+                server.configuration.pid_file
+            );
+        }
+    }
     let mut proxy_service = http_proxy_service(&server.configuration, proxy);
     proxy_service.add_tcp(&config.listen.to_string());
     let mut status_service = Service::new("status".to_string(), StatusApp { stats, info });

@@ -45,6 +45,10 @@ struct Args {
     /// Print only the token.
     #[arg(long, short)]
     quiet: bool,
+    /// Health probe: GET the URL and exit 0 on a 2xx, 1 otherwise; print nothing. For container
+    /// health checks (the runtime image has no curl).
+    #[arg(long)]
+    probe: bool,
 }
 
 fn main() -> ExitCode {
@@ -59,7 +63,22 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> u8 {
     code
 }
 
+fn probe(args: &Args) -> u8 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(args.timeout)))
+        .build()
+        .into();
+    match agent.get(&args.url).call() {
+        Ok(r) if r.status().is_success() => exit::OK,
+        _ => exit::REQUEST_FAILED,
+    }
+}
+
 fn run(args: &Args) -> Result<u8, u8> {
+    if args.probe {
+        return Ok(probe(args));
+    }
     let body = load_data(&args.data).map_err(|e| fail(exit::USAGE, e))?;
     let mut headers = Vec::new();
     for h in &args.headers {

@@ -29,6 +29,9 @@ struct Args {
     /// Do not verify tokens, only echo them.
     #[arg(long)]
     no_verify: bool,
+    /// Count distinct and duplicate values of this request header (shown by `GET /stats`).
+    #[arg(long)]
+    track_header: Option<String>,
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -63,6 +66,18 @@ fn main() -> ExitCode {
             }
         }
     };
+    let track = match args
+        .track_header
+        .as_deref()
+        .map(|h| http::HeaderName::from_bytes(h.as_bytes()))
+    {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => {
+            eprintln!("protected-echo: --track-header is not a valid header name");
+            return ExitCode::from(2);
+        }
+    };
     let conf = ServerConf {
         threads: args.threads.max(1),
         grace_period_seconds: Some(0),
@@ -73,7 +88,10 @@ fn main() -> ExitCode {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut service = Service::new("protected-echo".to_string(), EchoApp::new(key.as_ref()));
+    let mut service = Service::new(
+        "protected-echo".to_string(),
+        EchoApp::new(key.as_ref(), track),
+    );
     service.add_tcp(&args.listen);
     server.add_service(service);
     eprintln!("protected-echo listening on {}", args.listen);

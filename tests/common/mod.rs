@@ -316,3 +316,131 @@ pub fn run_python(script: &str, input: &serde_json::Value) -> String {
     );
     stdout
 }
+
+/// A keep-alive HTTP/1.1 client on one connection, reconnecting when the server closes it.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    /// Requests re-sent because the connection closed before any byte of the response: the
+    /// server never read them (it closes idle connections only), so no upstream saw them.
+    pub resent: u64,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> KeepAlive {
+        KeepAlive {
+            addr,
+            stream: None,
+            resent: 0,
+        }
+    }
+
+    fn connect(&mut self) -> std::io::Result<&mut TcpStream> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(self.addr)?;
+            s.set_read_timeout(Some(Duration::from_secs(20)))?;
+            s.set_nodelay(true)?;
+            self.stream = Some(s);
+        }
+        Ok(self.stream.as_mut().unwrap())
+    }
+
+    /// POST and read one response. `Err` only for a failure after the response began, or when
+    /// a fresh connection cannot be made or is closed without an answer.
+    pub fn post(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, String> {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        for attempt in 0..2 {
+            let reused = self.stream.is_some();
+            let s = self.connect().map_err(|e| format!("connect: {e}"))?;
+            let result = s
+                .write_all(&bytes)
+                .map_err(|e| (0usize, e.to_string()))
+                .and_then(|()| read_one(s));
+            match result {
+                Ok((resp, close)) => {
+                    if close {
+                        self.stream = None;
+                    }
+                    return Ok(resp);
+                }
+                Err((0, e)) if reused && attempt == 0 => {
+                    // Closed while idle between our requests: send again on a new connection.
+                    let _ = e;
+                    self.stream = None;
+                    self.resent += 1;
+                }
+                Err((n, e)) => {
+                    self.stream = None;
+                    return Err(format!("after {n} response bytes: {e}"));
+                }
+            }
+        }
+        Err("closed twice without an answer".into())
+    }
+}
+
+/// One response from a keep-alive stream: `(response, server will close)`, or the number of
+/// response bytes read before the error.
+fn read_one(s: &mut TcpStream) -> Result<(Response, bool), (usize, String)> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err((buf.len(), "connection closed".into())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err((buf.len(), e.to_string())),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or((buf.len(), "no content-length".to_string()))?;
+    while buf.len() < head_end + len {
+        match s.read(&mut chunk) {
+            Ok(0) => return Err((buf.len(), "closed mid-body".into())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err((buf.len(), e.to_string())),
+        }
+    }
+    let close = head.contains("\r\nconnection: close");
+    Ok((parse_response(&buf[..head_end + len]), close))
+}
+
+/// Send a signal to a process (via kill(1), to keep the tests free of unsafe code).
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+pub fn alive(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
