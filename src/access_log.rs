@@ -31,8 +31,8 @@ pub fn line(r: &Record) -> String {
     let line = Line {
         time,
         client: r.client.map(|c| c.to_string()),
-        method: &r.method,
-        path: &r.path,
+        method: r.method.as_str(),
+        path: r.path(),
         status: r.status,
         upstream_status: r.upstream_status,
         duration_ms: r.duration_us as f64 / 1000.0,

@@ -14,6 +14,10 @@ use jwt_proxy::proxy::JwtProxy;
 use jwt_proxy::stats::Stats;
 use jwt_proxy::status::{Info, StatusApp};
 
+// glibc malloc showed up at ~13% of the proxy's CPU in profiles; mimalloc is cheaper per call.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut opt = Opt::parse_args();

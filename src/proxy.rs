@@ -21,7 +21,7 @@ use crate::access_log;
 use crate::config::{Config, UpstreamUrl};
 use crate::identity::{self, Rejection, UserSource};
 use crate::reply::{self, ErrorKind};
-use crate::stats::{Outcome, Record, Stats, REDACTED_HEADERS};
+use crate::stats::{Outcome, Record, Stats};
 use crate::token::{BearerVerifier, Jti, Minter};
 
 /// The header carrying our token, upstream and back to the client.
@@ -199,40 +199,18 @@ impl JwtProxy {
 
     fn record(&self, session: &Session, ctx: &mut Ctx, status: u16) -> Record {
         let req = session.req_header();
-        let headers: Vec<(String, String)> = req
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let shown = if REDACTED_HEADERS.contains(&name.as_str()) {
-                    "[redacted]".into()
-                } else {
-                    String::from_utf8_lossy(value.as_bytes()).into_owned()
-                };
-                (name.as_str().to_string(), shown)
-            })
-            .collect();
-        let text = |h: header::HeaderName| {
-            req.headers
-                .get(h)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        };
         Record {
             time_unix_ms: ctx.start_unix_ms,
             client: session.client_addr().and_then(|a| a.as_inet()).copied(),
             http_version: version_str(req.version),
-            method: req.method.as_str().to_string(),
-            path: req
-                .uri
-                .path_and_query()
-                .map_or_else(|| req.uri.path().to_string(), |p| p.as_str().to_string()),
+            method: req.method.clone(),
+            uri: req.uri.clone(),
             status,
             upstream_status: ctx.upstream_status,
             duration_us: ctx.start.elapsed().as_micros() as u64,
             bytes_in: session.body_bytes_read() as u64,
             bytes_out: session.body_bytes_sent() as u64,
-            headers,
-            content_type: text(header::CONTENT_TYPE),
-            content_encoding: text(header::CONTENT_ENCODING),
+            headers: req.headers.clone(),
             user: ctx.user.take(),
             jti: ctx.jti,
             iat: ctx.iat,
@@ -244,7 +222,7 @@ impl JwtProxy {
                 .and_then(|t| t.rsplit_once('.'))
                 .map(|(unsigned, _sig)| unsigned.to_string()),
             spoofed: ctx.spoofed,
-            error: ctx.error.take().map(Cow::into_owned),
+            error: ctx.error.take(),
         }
     }
 }

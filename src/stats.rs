@@ -7,30 +7,33 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
+use std::borrow::Cow;
 
-use crate::token::Jti;
+use http::{header, HeaderMap, Method, Uri};
+use serde_json::{json, Value};
 
-/// Everything known about one finished request.
-#[derive(Debug, Clone, Serialize)]
+use crate::token::{decode_parts, Jti};
+
+/// Everything known about one finished request. Built on every request, so it holds cheap
+/// clones (the header map, method and URI share the request's buffers) and is turned into
+/// text only when the status service shows it (`to_json`).
+#[derive(Debug, Clone)]
 pub struct Record {
     /// Unix time the request started, in milliseconds.
     pub time_unix_ms: u64,
     pub client: Option<SocketAddr>,
     pub http_version: &'static str,
-    pub method: String,
+    pub method: Method,
     /// Path and query as the client sent them.
-    pub path: String,
+    pub uri: Uri,
     /// Status sent to the client (0: none, the client went away first).
     pub status: u16,
     pub upstream_status: Option<u16>,
     pub duration_us: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Request headers as received; `authorization`, `cookie`, `x-my-jwt` values redacted.
-    pub headers: Vec<(String, String)>,
-    pub content_type: Option<String>,
-    pub content_encoding: Option<String>,
+    /// Request headers as received (shown with `REDACTED_HEADERS` values hidden).
+    pub headers: HeaderMap,
     pub user: Option<String>,
     /// Also the request id in error bodies.
     pub jti: Jti,
@@ -40,7 +43,71 @@ pub struct Record {
     pub token_unsigned: Option<String>,
     /// The client sent its own `x-my-jwt` (removed before forwarding).
     pub spoofed: bool,
-    pub error: Option<String>,
+    pub error: Option<Cow<'static, str>>,
+}
+
+impl Record {
+    /// Path and query as the client sent them.
+    pub fn path(&self) -> &str {
+        self.uri
+            .path_and_query()
+            .map_or_else(|| self.uri.path(), |p| p.as_str())
+    }
+
+    fn header_text(&self, name: header::HeaderName) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    /// The record as shown by the status service (field names documented in the README): its
+    /// fields plus the token's decoded header and claims.
+    pub fn to_json(&self) -> Value {
+        let (token_header, token_claims) = self
+            .token_unsigned
+            .as_deref()
+            .and_then(decode_parts)
+            .unwrap_or((Value::Null, Value::Null));
+        let time = chrono::DateTime::from_timestamp_millis(self.time_unix_ms as i64)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let headers: Vec<(&str, Cow<str>)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if REDACTED_HEADERS.contains(&name.as_str()) {
+                    Cow::Borrowed("[redacted]")
+                } else {
+                    String::from_utf8_lossy(value.as_bytes())
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        json!({
+            "time": time,
+            "time_unix_ms": self.time_unix_ms,
+            "client": self.client.map(|c| c.to_string()),
+            "http_version": self.http_version,
+            "method": self.method.as_str(),
+            "path": self.path(),
+            "status": self.status,
+            "upstream_status": self.upstream_status,
+            "duration_us": self.duration_us,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "headers": headers,
+            "content_type": self.header_text(header::CONTENT_TYPE),
+            "content_encoding": self.header_text(header::CONTENT_ENCODING),
+            "user": self.user,
+            "jti": self.jti,
+            "iat": self.iat,
+            "exp": self.exp,
+            "token_header": token_header,
+            "token_claims": token_claims,
+            "spoofed": self.spoofed,
+            "error": self.error,
+        })
+    }
 }
 
 /// Header names whose values are never shown.
@@ -232,16 +299,14 @@ mod tests {
             time_unix_ms: 0,
             client: None,
             http_version: "HTTP/1.1",
-            method: "POST".into(),
-            path: "/".into(),
+            method: Method::POST,
+            uri: Uri::from_static("/"),
             status,
             upstream_status: None,
             duration_us: 700,
             bytes_in: 0,
             bytes_out: 0,
-            headers: vec![],
-            content_type: None,
-            content_encoding: None,
+            headers: HeaderMap::new(),
             user: None,
             jti: Jti::from_bytes([(status % 256) as u8; 16]),
             iat: None,

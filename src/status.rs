@@ -14,7 +14,6 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 use crate::stats::{Histogram, Record, Stats, OUTCOMES};
-use crate::token::decode_parts;
 
 /// Facts fixed at start-up that the status service shows.
 #[derive(Debug, Clone)]
@@ -148,7 +147,7 @@ impl StatusApp {
             "in_flight": s.in_flight.load(Relaxed),
             "outcomes": outcomes,
             "by_status": by_status,
-            "recent": s.recent().iter().map(record_json).collect::<Vec<_>>(),
+            "recent": s.recent().iter().map(Record::to_json).collect::<Vec<_>>(),
         })
     }
 
@@ -321,27 +320,6 @@ impl StatusApp {
         h.push_str("</table></body></html>");
         h
     }
-}
-
-/// A record as shown: its fields plus the token's decoded header and claims (no signature).
-fn record_json(r: &Record) -> Value {
-    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-    let (header, claims) = r
-        .token_unsigned
-        .as_deref()
-        .and_then(decode_parts)
-        .unwrap_or((Value::Null, Value::Null));
-    if let Some(m) = v.as_object_mut() {
-        let time = chrono::DateTime::from_timestamp_millis(r.time_unix_ms as i64)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        m.insert("time".into(), time.into());
-        m.insert("client".into(), r.client.map(|c| c.to_string()).into());
-        m.insert("token_header".into(), header);
-        m.insert("token_claims".into(), claims);
-        m.remove("token_unsigned");
-    }
-    v
 }
 
 fn plain(v: &Value) -> String {

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Side-by-side comparison, one run, same load (wrk, POST, keep-alive) against:
+#   (a) the upstream directly, (b) jwt-proxy, (c) a bare Pingora pass-through (examples/
+#   passthrough.rs, same dependencies), (d) nginx proxy_pass.
+# The upstream is nginx answering a fixed small body (cheap, so it is never the bottleneck).
+# Pinning on 2 cores: the proxy under test alone on CPU 0 (one worker thread / process);
+# wrk and the upstream on CPU 1. For each: requests/s, p50/p99 latency, and the proxy process's
+# CPU seconds per 1,000 requests (utime+stime from /proc/PID/stat), then the ratios.
+# Settings: DURATION (10), CONNECTIONS (32), WORK_STEALING (false).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+CONNS=${CONNECTIONS:-32}
+WS=${WORK_STEALING:-false}
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need nginx nginx-light
+need taskset util-linux
+cargo build --release --quiet --bins --example passthrough
+
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+UP=19000; NGX=19080; JWT=19081; JWT_STATUS=19091; BARE=19082
+
+cat > "$dir/upstream.conf" <<NGINX
+worker_processes 1; daemon off; pid $dir/up.pid; error_log $dir/up.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000;
+  server { listen 127.0.0.1:$UP; location / { return 200 '{"ok":true}'; } } }
+NGINX
+cat > "$dir/proxy.conf" <<NGINX
+worker_processes 1; daemon off; pid $dir/ngx.pid; error_log $dir/ngx.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 128; }
+  server { listen 127.0.0.1:$NGX;
+    location / { proxy_pass http://up/protected; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; } } }
+NGINX
+cat > "$dir/jwt-proxy.yaml" <<YAML
+version: 1
+threads: 1
+work_stealing: $WS
+grace_period_seconds: 0
+graceful_shutdown_timeout_seconds: 1
+pid_file: $dir/jwt-proxy.pid
+upgrade_sock: $dir/jwt-proxy.sock
+jwt_proxy:
+  listen_addr: 127.0.0.1
+  http_port: $JWT
+  status_port: $JWT_STATUS
+  upstream_url: http://127.0.0.1:$UP/protected
+  access_log: "off"
+YAML
+cat > "$dir/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"hello":"world"}'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["x-user"] = "wrk"
+LUA
+
+# nginx forks its worker: the worker is what we measure.
+taskset -c 1 nginx -c "$dir/upstream.conf" -e "$dir/up.err" & pids+=($!)
+taskset -c 0 nginx -c "$dir/proxy.conf" -e "$dir/ngx.err" & pids+=($!)
+( for k in HTTP_PORT STATUS_PORT LISTEN_ADDR UPSTREAM_URL ACCESS_LOG; do unset $k; done
+  RUST_LOG=error exec taskset -c 0 target/release/jwt-proxy -c "$dir/jwt-proxy.yaml" ) & pids+=($!)
+jwt_pid=$!
+UPSTREAM=127.0.0.1:$UP LISTEN=127.0.0.1:$BARE THREADS=1 WORK_STEALING=$WS taskset -c 0 target/release/examples/passthrough & pids+=($!)
+bare_pid=$!
+sleep 1.5
+ngx_worker=$(pgrep -P "$(cat "$dir/ngx.pid")" | head -n 1)
+up_worker=$(pgrep -P "$(cat "$dir/up.pid")" | head -n 1)
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+rows=()
+run() { # name url pid
+    local name=$1 url=$2 pid=$3
+    taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$dir/post.lua" "$url" >/dev/null   # warm-up
+    local t0; t0=$(ticks "$pid")
+    local out; out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$dir/post.lua" "$url")
+    local t1; t1=$(ticks "$pid")
+    local reqs rps p50 p99 errs
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+    local cpu_ms; cpu_ms=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1000000 / n}')
+    rows+=("$name|$rps|$p50|$p99|$cpu_ms|${errs:-none}")
+    eval "cpu_$4=$cpu_ms"
+}
+run "(a) upstream directly (nginx return 200)" "http://127.0.0.1:$UP/protected" "$up_worker" up
+run "(b) jwt-proxy" "http://127.0.0.1:$JWT/" "$jwt_pid" jwt
+run "(c) bare Pingora pass-through" "http://127.0.0.1:$BARE/protected" "$bare_pid" bare
+run "(d) nginx proxy_pass" "http://127.0.0.1:$NGX/" "$ngx_worker" ngx
+
+echo
+echo "wrk -t1 -c$CONNS -d${DURATION}s, POST 17 B JSON; proxies pinned to CPU 0 (1 thread, work_stealing: $WS), wrk + upstream on CPU 1; $(date -u +%F)"
+echo
+echo "| target | requests/s | p50 | p99 | CPU µs/request of the process | errors |"
+echo "|---|---|---|---|---|---|"
+for r in "${rows[@]}"; do echo "| ${r//|/ | } |"; done
+echo
+awk -v j="$cpu_jwt" -v b="$cpu_bare" -v n="$cpu_ngx" 'BEGIN {
+  printf "CPU per request: jwt-proxy / bare Pingora = %.2f, jwt-proxy / nginx = %.2f, bare Pingora / nginx = %.2f\n", j/b, j/n, b/n }'
