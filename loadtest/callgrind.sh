@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Instructions per request (valgrind callgrind: counts instructions, so it is repeatable on a
+# noisy machine) of jwt-proxy and of the bare Pingora pass-through, for the same N keep-alive
+# POSTs against an nginx upstream; then jwt-proxy's own functions. Settings: REQUESTS (2000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${REQUESTS:-2000}
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
+cargo build --release --quiet --bins --example passthrough
+dir=$(mktemp -d)
+trap 'pkill -f "$dir" 2>/dev/null || true; sleep 1; rm -rf "$dir"' EXIT
+UP=19300
+cat > "$dir/up.conf" <<NGINX
+worker_processes 1; daemon off; pid $dir/up.pid; error_log $dir/up.err;
+events { worker_connections 1024; }
+http { access_log off; keepalive_requests 10000000;
+  server { listen 127.0.0.1:$UP; location / { return 200 '{"ok":true}'; } } }
+NGINX
+cat > "$dir/jwt.yaml" <<YAML
+version: 1
+threads: 1
+work_stealing: false
+pid_file: $dir/jwt.pid
+upgrade_sock: $dir/jwt.sock
+jwt_proxy:
+  listen_addr: 127.0.0.1
+  http_port: 19301
+  status_port: 19311
+  upstream_url: http://127.0.0.1:$UP/protected
+  access_log: "off"
+YAML
+cat > "$dir/client.py" <<'PY'
+import http.client, sys, threading
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def run(k):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    for _ in range(k):
+        c.request("POST", path, body=b'{"hello":"world"}', headers={"x-user": "cg", "content-type": "application/json"})
+        r = c.getresponse(); r.read(); assert r.status == 200, r.status
+ts = [threading.Thread(target=run, args=(n // 4,)) for _ in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+PY
+nginx -c "$dir/up.conf" -e "$dir/up.err" &
+sleep 0.5
+measure() { # name port path -- command...
+    local name=$1 port=$2 path=$3; shift 4
+    ( cd "$dir" && exec valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$name.%p" "$@" ) >/dev/null 2>&1 &
+    local vpid=$!
+    for _ in $(seq 1 300); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.1; done
+    python3 "$dir/client.py" "$port" "$path" 200          # warm-up, not counted
+    callgrind_control -z "$vpid" >/dev/null
+    python3 "$dir/client.py" "$port" "$path" "$N"
+    callgrind_control -d "$vpid" >/dev/null
+    sleep 1
+    kill -INT "$vpid"; wait "$vpid" 2>/dev/null || true
+    local total; total=$(awk '/^summary:/ {print $2}' "$dir"/cg."$name".*.1)
+    echo "$name $total"
+}
+jwt=$(unset HTTP_PORT STATUS_PORT UPSTREAM_URL ACCESS_LOG; export RUST_LOG=error
+      measure jwt 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt.yaml")
+bare=$(export UPSTREAM=127.0.0.1:$UP LISTEN=127.0.0.1:19302 WORK_STEALING=false
+       measure bare 19302 /protected -- "$PWD/target/release/examples/passthrough")
+echo
+echo "instructions per request over $N POSTs (callgrind, one worker thread):"
+awk -v j="${jwt#* }" -v b="${bare#* }" -v n="$N" 'BEGIN {
+  printf "  jwt-proxy %.0f, bare Pingora %.0f, ratio %.2f\n", j/n, b/n, j/b }'
+echo "jwt-proxy's own code, inclusive, per request:"
+callgrind_annotate --inclusive=yes "$dir"/cg.jwt.*.1 2>/dev/null \
+  | grep -E "^ *[0-9,]+ \(" | grep -E "/work/main/src/|sha512::compress512 $|sha512::compress512 \[" \
+  | sed -E 's/^ *([0-9,]+) \([^)]*\) +[^:]*:(.*)$/\1\t\2/; s/ \[[^]]*\]$//' \
+  | awk -F'\t' -v n="$N" '{gsub(",", "", $1); printf "  %8.0f  %s\n", $1/n, substr($2, 1, 110)}' | head -12
