@@ -14,6 +14,7 @@ const VUS = parseInt(__ENV.VUS || '50', 10);
 const P99_MS = parseInt(__ENV.P99_MS || '50', 10);
 
 export const options = {
+  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
   scenarios: {
     post: {
       executor: 'constant-arrival-rate',
