@@ -27,30 +27,31 @@ fn compose() -> serde_yaml::Value {
     serde_yaml::from_str(&read("docker-compose.yml")).unwrap()
 }
 
-#[test]
-fn hadolint_passes() {
-    let out = Command::new(venv_tool("hadolint"))
-        .arg(manifest_dir().join("Dockerfile"))
+/// Run a checker from the test venv on a repository file; it must exit 0.
+fn check_with(tool: &str, args: &[&str], file: &str) {
+    let out = Command::new(venv_tool(tool))
+        .args(args)
+        .arg(manifest_dir().join(file))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{tool} {file}: {}",
         String::from_utf8_lossy(&out.stdout)
     );
 }
 
 #[test]
+fn hadolint_passes() {
+    check_with("hadolint", &[], "Dockerfile");
+}
+
+#[test]
 fn compose_file_matches_the_official_schema() {
-    let out = Command::new(venv_tool("check-jsonschema"))
-        .args(["--builtin-schema", "vendor.compose-spec"])
-        .arg(manifest_dir().join("docker-compose.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    check_with(
+        "check-jsonschema",
+        &["--builtin-schema", "vendor.compose-spec"],
+        "docker-compose.yml",
     );
 }
 

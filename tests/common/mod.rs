@@ -235,10 +235,10 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// POST `body` to `path` with extra headers; `Connection: close`.
-pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+/// The bytes of a POST with a Content-Length, the given headers and body.
+fn post_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -247,7 +247,14 @@ pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8])
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
-    raw(addr, &bytes)
+    bytes
+}
+
+/// POST `body` to `path` with extra headers; `Connection: close`.
+pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut all = vec![("Connection", "close")];
+    all.extend_from_slice(headers);
+    raw(addr, &post_bytes(addr, path, &all, body))
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Response {
@@ -353,17 +360,7 @@ impl KeepAlive {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, String> {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
+        let bytes = post_bytes(self.addr, path, headers, body);
         for attempt in 0..2 {
             let reused = self.stream.is_some();
             let s = self.connect().map_err(|e| format!("connect: {e}"))?;
