@@ -10,7 +10,7 @@ use jwt_proxy::client::{describe, exit, load_data, parse_header, verify};
 
 /// POST JSON to jwt-proxy; print the status, the response headers and the x-my-jwt token decoded.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "jwt-post", version)]
 struct Args {
     /// Where to POST.
     #[arg(default_value = "http://localhost:8080/")]

@@ -12,7 +12,7 @@ use jwt_proxy::token::{Key, KeyEncoding, DEMO_SECRET};
 
 /// A small upstream for jwt-proxy: answers POST /protected with a JSON echo of the request.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "protected-echo", version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "ECHO_LISTEN", default_value = "127.0.0.1:9000")]
