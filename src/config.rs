@@ -38,6 +38,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("UPSTREAM_TIMEOUT_MS", "30000"),
     ("ACCESS_LOG", "stdout"),
     ("STATUS_RECENT", "100"),
+    ("CLIENT_KEEPALIVE_SECS", "60"),
 ];
 
 /// Pingora server settings we default differently from Pingora (its grace period is 300 s and
@@ -175,6 +176,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub access_log: bool,
     pub status_recent: usize,
+    /// How long an idle client keep-alive connection is kept (Pingora's default: forever).
+    pub client_keepalive_secs: u64,
     /// Pingora's own settings (threads, grace period, pid file, upgrade socket...).
     pub server: ServerConf,
 }
@@ -401,6 +404,12 @@ impl Raw {
             upstream_timeout: self.millis("UPSTREAM_TIMEOUT_MS")?,
             access_log,
             status_recent,
+            client_keepalive_secs: match self
+                .num::<u64>("CLIENT_KEEPALIVE_SECS", "a whole number of seconds")?
+            {
+                0 => return Err(err("CLIENT_KEEPALIVE_SECS", "must be at least 1")),
+                n => n,
+            },
             server,
         })
     }
@@ -537,6 +546,16 @@ mod tests {
             ),
             ("", &[("ACCESS_LOG", "file")], "ACCESS_LOG"),
             ("", &[("STATUS_RECENT", "0")], "STATUS_RECENT"),
+            (
+                "",
+                &[("CLIENT_KEEPALIVE_SECS", "0")],
+                "CLIENT_KEEPALIVE_SECS",
+            ),
+            (
+                "",
+                &[("CLIENT_KEEPALIVE_SECS", "1m")],
+                "CLIENT_KEEPALIVE_SECS",
+            ),
             ("", &[("JWT_KID", "a\nb")], "JWT_KID"),
             ("jwt_proxy:\n  http_prot: 1\n", &[], "jwt_proxy.http_prot"),
             ("jwt_proxy:\n  http_port: [1]\n", &[], "HTTP_PORT"),

@@ -49,6 +49,7 @@ pub struct JwtProxy {
     peer: HttpPeer,
     stats: Arc<Stats>,
     access_log: bool,
+    client_keepalive_secs: u64,
 }
 
 /// Per-request state.
@@ -103,6 +104,7 @@ impl JwtProxy {
             peer,
             stats,
             access_log: config.access_log,
+            client_keepalive_secs: config.client_keepalive_secs,
         })
     }
 
@@ -304,6 +306,15 @@ impl ProxyHttp for JwtProxy {
             outcome: None,
             error: None,
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // Pingora keeps idle client connections forever by default (`Some(0)`); bound them.
+        // Keep-alive that is off (client asked to close, process shutting down) stays off.
+        if session.get_keepalive() == Some(0) {
+            session.set_keepalive(Some(self.client_keepalive_secs));
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {

@@ -650,3 +650,36 @@ fn hop_by_hop_headers_are_dropped_and_upstream_connections_reused() {
     // Each client request came on a new connection; the upstream saw one pooled connection.
     assert!(peers.iter().all(|p| p == &peers[0]), "{peers:?}");
 }
+
+#[test]
+fn idle_client_connections_are_closed_after_the_keepalive_timeout() {
+    use std::io::Read;
+    let (_echo, proxy) = start_stack(&[("CLIENT_KEEPALIVE_SECS", "1")]);
+    let mut client = KeepAlive::new(proxy.addr);
+    for _ in 0..2 {
+        assert_eq!(client.post("/", &[], b"{}").unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        client.resent, 0,
+        "a connection idle for less than the timeout is kept"
+    );
+
+    // A raw keep-alive connection left idle: the proxy closes it after about a second.
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf); // returns when the proxy closes the connection
+    let waited = t0.elapsed();
+    assert_eq!(parse_response(&buf).status, 200);
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+}
