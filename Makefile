@@ -9,7 +9,7 @@ BIN := target/release
 
 export HTTP_PORT STATUS_PORT
 
-.PHONY: deps build run reload test lint client clean docker-build up down loadtest loadtest-k6 bench compare
+.PHONY: soak fuzz deps test-deps build run reload test lint client clean docker-build up down loadtest loadtest-k6 bench compare
 
 # System packages Pingora's build needs (zlib-ng is built with cmake).
 deps:
@@ -17,6 +17,13 @@ deps:
 	  echo "installing cmake (needed to build Pingora's zlib-ng)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake >/dev/null; }
+
+# What only the tests need: headless Chromium for the status-page browser test.
+test-deps: deps
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (the status-page browser test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 build: deps
 	$(CARGO) build --release --bins
@@ -39,7 +46,7 @@ $(PY): tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	@touch $(PY)
 
-test: deps $(PY)
+test: test-deps $(PY)
 	JWT_PROXY_PYTHON=$(abspath $(PY)) $(CARGO) test --release
 
 lint: deps
@@ -76,3 +83,23 @@ compare: build
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+# Fuzz the parsers (bearer tokens, JSON identity, configuration) for FUZZ_SECS seconds each, on
+# the stable toolchain (libFuzzer without a sanitizer). Crashes land in fuzz/artifacts/TARGET/.
+FUZZ_SECS ?= 60
+FUZZ_TARGETS := bearer json_identity config
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  echo "== fuzzing $$t for $(FUZZ_SECS) s"; \
+	  $(CARGO) fuzz run -s none -O $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECS) -max_len=16384 -print_final_stats=1 2>&1 \
+	    | grep -E '^(Done|stat::number_of_executed_units|SUMMARY)|panicked|crash-' \
+	    || true; \
+	  if ls fuzz/artifacts/$$t/crash-* >/dev/null 2>&1; then echo "$$t: CRASHES in fuzz/artifacts/$$t"; exit 1; fi; \
+	done
+
+# Soak: 1,000,000 requests at 64 connections, proxy RSS sampled every second (outside CI).
+soak: build
+	loadtest/soak.sh

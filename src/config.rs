@@ -39,6 +39,9 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("ACCESS_LOG", "stdout"),
     ("STATUS_RECENT", "100"),
     ("CLIENT_KEEPALIVE_SECS", "60"),
+    ("CLIENT_HEADER_TIMEOUT_MS", "10000"),
+    ("CLIENT_BODY_TIMEOUT_MS", "30000"),
+    ("MAX_HEADER_BYTES", "65536"),
 ];
 
 /// Pingora server settings we default differently from Pingora (its grace period is 300 s and
@@ -51,6 +54,9 @@ graceful_shutdown_timeout_seconds: 5
 pid_file: /tmp/jwt-proxy.pid
 upgrade_sock: /tmp/jwt-proxy-upgrade.sock
 ";
+
+/// Pingora refuses request heads larger than this before our code sees them.
+pub const PINGORA_MAX_HEADER_BYTES: usize = 1_048_575;
 
 /// A configuration error: which setting, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +184,13 @@ pub struct Config {
     pub status_recent: usize,
     /// How long an idle client keep-alive connection is kept (Pingora's default: forever).
     pub client_keepalive_secs: u64,
+    /// A request head (request line and headers) must arrive whole within this long of its
+    /// first byte (of the connection, for the first request): slowloris protection.
+    pub client_header_timeout: Duration,
+    /// Longest wait for each read of a request body (Pingora's default: 60 s).
+    pub client_body_timeout: Duration,
+    /// Largest request head, request line and headers together (Pingora's own cap: 1 MiB).
+    pub max_header_bytes: usize,
     /// Pingora's own settings (threads, grace period, pid file, upgrade socket...).
     pub server: ServerConf,
 }
@@ -408,6 +421,20 @@ impl Raw {
                 .num::<u64>("CLIENT_KEEPALIVE_SECS", "a whole number of seconds")?
             {
                 0 => return Err(err("CLIENT_KEEPALIVE_SECS", "must be at least 1")),
+                n => n,
+            },
+            client_header_timeout: self.millis("CLIENT_HEADER_TIMEOUT_MS")?,
+            client_body_timeout: self.millis("CLIENT_BODY_TIMEOUT_MS")?,
+            max_header_bytes: match self
+                .num::<usize>("MAX_HEADER_BYTES", "a whole number of bytes")?
+            {
+                n if n < 1024 => return Err(err("MAX_HEADER_BYTES", "must be at least 1024")),
+                n if n > PINGORA_MAX_HEADER_BYTES => {
+                    return Err(err(
+                        "MAX_HEADER_BYTES",
+                        format!("must be at most {PINGORA_MAX_HEADER_BYTES} (Pingora's own limit)"),
+                    ))
+                }
                 n => n,
             },
             server,

@@ -177,6 +177,39 @@ pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     Some(value[7..].trim_ascii())
 }
 
+/// Deepest JSON nesting we accept in a body we read: serde_json's own default limit, which
+/// common upstream parsers also handle (Python's json recurses, ~1,000 levels at most).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether `[`/`{` nest deeper than `limit` outside strings: one pass, no recursion. Only
+/// the depth is judged here; syntax is the parser's business.
+fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The user in top-level string field `field` of a JSON object body. An empty body or a missing
 /// field is absent; the field given twice is ambiguous; a non-string value is invalid.
 pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> {
@@ -185,6 +218,11 @@ pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> 
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| Rejection::BadJson("request body is not valid UTF-8"))?;
+    if nests_deeper_than(body, MAX_JSON_DEPTH) {
+        return Err(Rejection::BadJson(
+            "request body nests JSON deeper than 128 levels",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let problem = Cell::new(None);
     let found = FieldSeed {
@@ -208,8 +246,7 @@ pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> 
     }
 }
 
-/// Walks only the top level of the object: other values are skipped without being built
-/// (serde_json's depth limit still applies to them, so deep nesting is an error, not a crash).
+/// Walks only the top level of the object: other values are skipped without being built.
 struct FieldSeed<'f> {
     field: &'f str,
     /// Why the visitor stopped, when it was our rule and not JSON syntax.
@@ -361,15 +398,37 @@ mod tests {
                 .code(),
             "invalid_json"
         );
-        // Deep nesting never recurses: skipped values are walked iteratively, the user value is
-        // depth-limited.
-        let deep = |k: &str| format!("{{\"{k}\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(from_json(deep("a").as_bytes(), "user").unwrap(), None);
+        // Nesting deeper than 128 anywhere is refused without recursing; 128 is fine.
+        let deep = |k: &str, n: usize| {
+            format!(
+                "{{\"user\":\"bob\",\"{k}\":{}{}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        for (k, n) in [("a", 100_000), ("user", 100_000), ("a", 128)] {
+            let r = from_json(deep(k, n).as_bytes(), "user");
+            assert_eq!(
+                r.unwrap_err(),
+                Rejection::BadJson("request body nests JSON deeper than 128 levels"),
+                "{k} {n}"
+            );
+        }
         assert_eq!(
-            from_json(deep("user").as_bytes(), "user")
-                .unwrap_err()
-                .status(),
-            400
+            from_json(deep("a", 127).as_bytes(), "user").unwrap(),
+            Some("bob".into()),
+            "the object itself is level 1"
+        );
+        // Brackets inside strings do not count.
+        let in_string = format!(r#"{{"user":"bob","s":"{}"}}"#, "[".repeat(1000));
+        assert_eq!(
+            from_json(in_string.as_bytes(), "user").unwrap(),
+            Some("bob".into())
+        );
+        let escaped = format!(r#"{{"user":"bob","s":"\\\"{}"}}"#, "[".repeat(1000));
+        assert_eq!(
+            from_json(escaped.as_bytes(), "user").unwrap(),
+            Some("bob".into())
         );
     }
 

@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod client;
 pub mod config;
 pub mod echo;
+pub mod header_timeout;
 pub mod identity;
 pub mod proxy;
 pub mod reply;

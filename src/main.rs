@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use pingora::prelude::Opt;
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::HttpProxy;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use jwt_proxy::config::Config;
+use jwt_proxy::header_timeout::HeaderTimeoutApp;
 use jwt_proxy::proxy::JwtProxy;
 use jwt_proxy::stats::Stats;
 use jwt_proxy::status::{Info, StatusApp};
@@ -95,7 +96,10 @@ fn main() -> ExitCode {
             );
         }
     }
-    let mut proxy_service = http_proxy_service(&server.configuration, proxy);
+    let mut http_proxy = HttpProxy::new(proxy, server.configuration.clone());
+    http_proxy.handle_init_modules();
+    let guarded = HeaderTimeoutApp::new(http_proxy, config.client_header_timeout, stats.clone());
+    let mut proxy_service = Service::new("jwt-proxy".to_string(), guarded);
     proxy_service.add_tcp(&config.listen.to_string());
     let mut status_service = Service::new("status".to_string(), StatusApp { stats, info });
     status_service.add_tcp(&config.status_listen.to_string());

@@ -19,6 +19,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::access_log;
 use crate::config::{Config, UpstreamUrl};
+use crate::header_timeout;
 use crate::identity::{self, Rejection, UserSource};
 use crate::reply::{self, ErrorKind};
 use crate::stats::{Outcome, Record, Stats};
@@ -50,6 +51,8 @@ pub struct JwtProxy {
     stats: Arc<Stats>,
     access_log: bool,
     client_keepalive_secs: u64,
+    client_body_timeout: Duration,
+    max_header_bytes: usize,
 }
 
 /// Per-request state.
@@ -105,6 +108,8 @@ impl JwtProxy {
             stats,
             access_log: config.access_log,
             client_keepalive_secs: config.client_keepalive_secs,
+            client_body_timeout: config.client_body_timeout,
+            max_header_bytes: config.max_header_bytes,
         })
     }
 
@@ -229,6 +234,58 @@ impl JwtProxy {
     }
 }
 
+/// Why the request's framing or routing headers are ambiguous, if they are. Intermediaries
+/// that disagree on where a body ends are how requests get smuggled, so anything but one plain
+/// `Content-Length` or one `Transfer-Encoding: chunked` is refused before we read or forward.
+pub fn framing_problem(req: &RequestHeader) -> Option<&'static str> {
+    let h = &req.headers;
+    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
+    let length = lengths.next();
+    if lengths.next().is_some() {
+        return Some("more than one Content-Length header");
+    }
+    if length.is_some_and(|v| v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit)) {
+        return Some("Content-Length is not a single decimal number");
+    }
+    let mut codings = h.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(coding) = codings.next() {
+        if length.is_some() {
+            return Some("both Content-Length and Transfer-Encoding");
+        }
+        if codings.next().is_some()
+            || !coding
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked")
+        {
+            return Some("Transfer-Encoding other than a single \"chunked\"");
+        }
+    }
+    if req.version == http::Version::HTTP_11 && !h.contains_key(header::HOST) {
+        return Some("HTTP/1.1 request without a Host header");
+    }
+    None
+}
+
+/// Whether a raw request head has a header line `name:` (`name` in lower case).
+fn raw_has_header(raw: &[u8], name: &[u8]) -> bool {
+    raw.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name)
+    })
+}
+
+/// Size of the request head as received: request line and header lines with their CRLFs.
+fn head_bytes(req: &RequestHeader) -> usize {
+    let line =
+        req.method.as_str().len() + req.uri.path_and_query().map_or(1, |p| p.as_str().len()) + 12;
+    req.headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+        + 2
+}
+
 fn version_str(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -309,6 +366,10 @@ impl ProxyHttp for JwtProxy {
     }
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        header_timeout::head_received(session);
+        session
+            .as_downstream_mut()
+            .set_read_timeout(Some(self.client_body_timeout));
         // Pingora keeps idle client connections forever by default (`Some(0)`); bound them.
         // Keep-alive that is off (client asked to close, process shutting down) stays off.
         if session.get_keepalive() == Some(0) {
@@ -321,6 +382,39 @@ impl ProxyHttp for JwtProxy {
         self.stats.request_started();
         ctx.counted = true;
         ctx.spoofed = session.req_header().headers.contains_key(TOKEN_HEADER);
+        // Pingora drops Content-Length when Transfer-Encoding is also present (RFC 9112 6.3);
+        // the head as received still shows both.
+        let raw_head = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        let head_size = raw_head
+            .as_ref()
+            .map_or_else(|| head_bytes(session.req_header()), |r| r.len());
+        if head_size > self.max_header_bytes {
+            let refusal = (
+                reply::HEADERS_TOO_LARGE,
+                "request line and headers are larger than the limit",
+            );
+            return self.refuse(session, ctx, refusal).await;
+        }
+        let framing = match &raw_head {
+            Some(raw)
+                if session
+                    .req_header()
+                    .headers
+                    .contains_key(header::TRANSFER_ENCODING)
+                    && raw_has_header(raw, b"content-length") =>
+            {
+                Some("both Content-Length and Transfer-Encoding")
+            }
+            _ => framing_problem(session.req_header()),
+        };
+        if let Some(problem) = framing {
+            return self
+                .refuse(session, ctx, (reply::INVALID_FRAMING, problem))
+                .await;
+        }
         if session.req_header().method != Method::POST {
             let refusal = (reply::METHOD_NOT_ALLOWED, "only POST is accepted");
             return self.refuse(session, ctx, refusal).await;
@@ -464,6 +558,7 @@ impl ProxyHttp for JwtProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        header_timeout::request_done(session);
         if !ctx.counted {
             return;
         }
@@ -478,5 +573,81 @@ impl ProxyHttp for JwtProxy {
             access_log::write(&record);
         }
         self.stats.request_finished(outcome, record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(version: http::Version, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("POST", b"/", None).expect("request");
+        req.set_version(version);
+        for (k, v) in headers {
+            req.append_header(k.to_string(), *v).expect("header");
+        }
+        req
+    }
+
+    #[test]
+    fn only_unambiguous_framing_passes() {
+        const HTTP_10: http::Version = http::Version::HTTP_10;
+        const HTTP_11: http::Version = http::Version::HTTP_11;
+        let ok: &[&[(&str, &str)]] = &[
+            &[("host", "x")],
+            &[("host", "x"), ("content-length", "12")],
+            &[("host", "x"), ("transfer-encoding", "chunked")],
+            &[("host", "x"), ("transfer-encoding", "CHUNKED")],
+        ];
+        for h in ok {
+            assert_eq!(framing_problem(&head(HTTP_11, h)), None, "{h:?}");
+        }
+        assert_eq!(framing_problem(&head(HTTP_10, &[])), None, "no Host in 1.0");
+        let bad: &[&[(&str, &str)]] = &[
+            &[],
+            &[
+                ("host", "x"),
+                ("content-length", "2"),
+                ("content-length", "2"),
+            ],
+            &[("host", "x"), ("content-length", "2, 2")],
+            &[("host", "x"), ("content-length", "+2")],
+            &[("host", "x"), ("content-length", "")],
+            &[
+                ("host", "x"),
+                ("content-length", "4"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("host", "x"), ("transfer-encoding", "identity, chunked")],
+            &[("host", "x"), ("transfer-encoding", "chunked, chunked")],
+            &[
+                ("host", "x"),
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("host", "x"), ("transfer-encoding", "gzip")],
+        ];
+        for h in bad {
+            assert!(framing_problem(&head(HTTP_11, h)).is_some(), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn raw_header_lines_are_found_by_name() {
+        let raw = b"POST /content-length: HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-A: content-length:\r\n\r\n";
+        assert!(raw_has_header(raw, b"content-length"));
+        assert!(raw_has_header(raw, b"host"));
+        assert!(!raw_has_header(raw, b"transfer-encoding"));
+        assert!(!raw_has_header(
+            b"POST / HTTP/1.1\r\nX-A: content-length: 1\r\n\r\n",
+            b"content-length"
+        ));
+    }
+
+    #[test]
+    fn head_size_counts_request_line_and_headers() {
+        let req = head(http::Version::HTTP_11, &[("host", "x")]);
+        // "POST / HTTP/1.1\r\n" + "host: x\r\n" + "\r\n"
+        assert_eq!(head_bytes(&req), 17 + 9 + 2);
     }
 }

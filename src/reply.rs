@@ -20,6 +20,14 @@ pub const BODY_TOO_LARGE: ErrorKind = ErrorKind {
     status: 413,
     code: "body_too_large",
 };
+pub const HEADERS_TOO_LARGE: ErrorKind = ErrorKind {
+    status: 431,
+    code: "headers_too_large",
+};
+pub const INVALID_FRAMING: ErrorKind = ErrorKind {
+    status: 400,
+    code: "invalid_framing",
+};
 pub const BAD_GATEWAY: ErrorKind = ErrorKind {
     status: 502,
     code: "upstream_unavailable",

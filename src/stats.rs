@@ -206,6 +206,10 @@ pub struct Stats {
     pub spoof_attempts: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Connections closed because a request head did not arrive in time (no request counted).
+    pub header_timeouts: AtomicU64,
+    /// Request heads Pingora could not parse and refused with its own 400 (no request counted).
+    pub malformed_requests: AtomicU64,
     pub request_duration_us: Histogram,
     pub signing_duration_ns: Histogram,
     recent: Mutex<VecDeque<Record>>,
@@ -232,6 +236,8 @@ impl Stats {
             spoof_attempts: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            header_timeouts: AtomicU64::new(0),
+            malformed_requests: AtomicU64::new(0),
             request_duration_us: Histogram::new(DURATION_BOUNDS_US),
             signing_duration_ns: Histogram::new(SIGNING_BOUNDS_NS),
             recent: Mutex::new(VecDeque::with_capacity(recent_cap)),

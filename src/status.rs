@@ -145,6 +145,8 @@ impl StatusApp {
             "spoof_attempts": s.spoof_attempts.load(Relaxed),
             "upstream_errors": s.upstream_errors.load(Relaxed),
             "in_flight": s.in_flight.load(Relaxed),
+            "header_timeouts": s.header_timeouts.load(Relaxed),
+            "malformed_requests": s.malformed_requests.load(Relaxed),
             "outcomes": outcomes,
             "by_status": by_status,
             "recent": s.recent().iter().map(Record::to_json).collect::<Vec<_>>(),
@@ -195,6 +197,18 @@ impl StatusApp {
                 "counter",
                 "Requests answered 502/504 because of the upstream.",
                 s.upstream_errors.load(Relaxed),
+            ),
+            (
+                "jwt_proxy_header_timeouts_total",
+                "counter",
+                "Connections closed because a request head did not arrive within CLIENT_HEADER_TIMEOUT_MS.",
+                s.header_timeouts.load(Relaxed),
+            ),
+            (
+                "jwt_proxy_malformed_requests_total",
+                "counter",
+                "Request heads that could not be parsed (answered 400 by Pingora, not in requests_total).",
+                s.malformed_requests.load(Relaxed),
             ),
             (
                 "jwt_proxy_in_flight_requests",
@@ -254,6 +268,8 @@ impl StatusApp {
             "spoof_attempts",
             "upstream_errors",
             "in_flight",
+            "header_timeouts",
+            "malformed_requests",
         ] {
             let _ = write!(
                 h,

@@ -1,0 +1,321 @@
+//! A deadline for receiving a whole request head (slowloris protection).
+//!
+//! Pingora times each read of a request head separately (60 s), so a client that trickles one
+//! byte every few seconds holds a connection forever. [`HeaderTimeoutApp`] wraps every
+//! accepted connection in a [`HeadGuard`]: from the connection's start (first request) or from
+//! the first byte of a later keep-alive request, the head must be complete within the limit,
+//! else the next read fails and Pingora closes the connection. The proxy's phases mark the
+//! head complete (`early_request_filter`) and the request finished (`logging`) through
+//! [`head_received`] and [`request_done`]; body reads and idle keep-alive time are not limited
+//! here (`CLIENT_BODY_TIMEOUT_MS` and `CLIENT_KEEPALIVE_SECS` are).
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
+    UniqueIDType,
+};
+use pingora::protocols::{SocketDigest, TimingDigest};
+use pingora::proxy::Session;
+use pingora::server::ShutdownWatch;
+use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::stats::Stats;
+
+/// Between requests: the keep-alive timeout applies, no head deadline.
+const IDLE: u8 = 0;
+/// A head is being received: the deadline applies.
+const HEAD: u8 = 1;
+/// The head is complete: the rest of the request is not limited here.
+const BODY: u8 = 2;
+
+/// Wraps a server app (the proxy) so that each connection it gets is a [`HeadGuard`].
+pub struct HeaderTimeoutApp<A> {
+    inner: Arc<A>,
+    limit: Duration,
+    stats: Arc<Stats>,
+}
+
+impl<A> HeaderTimeoutApp<A> {
+    pub fn new(inner: A, limit: Duration, stats: Arc<Stats>) -> Self {
+        HeaderTimeoutApp {
+            inner: Arc::new(inner),
+            limit,
+            stats,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderTimeoutApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let guarded = HeadGuard::new(stream, self.limit, self.stats.clone());
+        self.inner.process_new(Box::new(guarded), shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        // The proxy stops its idle keep-alive connections here on shutdown and upgrade.
+        self.inner.cleanup().await
+    }
+}
+
+/// A connection whose request heads must each arrive within a time limit.
+pub struct HeadGuard {
+    inner: Stream,
+    limit: Duration,
+    /// `IDLE`, `HEAD` or `BODY`; set by reads and by the proxy's phases (through `&self`).
+    phase: AtomicU8,
+    deadline: Pin<Box<Sleep>>,
+    stats: Arc<Stats>,
+}
+
+impl HeadGuard {
+    pub fn new(inner: Stream, limit: Duration, stats: Arc<Stats>) -> HeadGuard {
+        HeadGuard {
+            inner,
+            limit,
+            // A new connection is receiving its first head from the moment it is accepted.
+            phase: AtomicU8::new(HEAD),
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            stats,
+        }
+    }
+
+    /// Pingora writes while a head is still being received only to refuse a head it could not
+    /// parse (its bare 400): count those, as our phases never see them.
+    fn note_write(&self) {
+        if self.phase.load(Relaxed) == HEAD {
+            self.phase.store(BODY, Relaxed);
+            self.stats.malformed_requests.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn guard_of(session: &Session) -> Option<&HeadGuard> {
+        session
+            .as_downstream()
+            .stream()?
+            .as_any()
+            .downcast_ref::<HeadGuard>()
+    }
+}
+
+/// The proxy parsed a request head on this session's connection: lift the deadline.
+pub fn head_received(session: &Session) {
+    if let Some(g) = HeadGuard::guard_of(session) {
+        g.phase.store(BODY, Relaxed);
+    }
+}
+
+/// The request is finished: the next byte on this connection starts a new head.
+pub fn request_done(session: &Session) {
+    if let Some(g) = HeadGuard::guard_of(session) {
+        g.phase.store(IDLE, Relaxed);
+    }
+}
+
+impl AsyncRead for HeadGuard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match this.phase.load(Relaxed) {
+            IDLE => {
+                if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                    this.phase.store(HEAD, Relaxed);
+                    let at = Instant::now() + this.limit;
+                    this.deadline.as_mut().reset(at);
+                }
+                res
+            }
+            // Only a read that would wait needs the timer: it wakes us at the deadline.
+            HEAD if res.is_pending() => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.phase.store(BODY, Relaxed); // count once
+                    this.stats.header_timeouts.fetch_add(1, Relaxed);
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request head not received within CLIENT_HEADER_TIMEOUT_MS",
+                    )))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            _ => res,
+        }
+    }
+}
+
+impl AsyncWrite for HeadGuard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.note_write();
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.note_write();
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for HeadGuard {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for HeadGuard {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeadGuard {}
+
+impl GetTimingDigest for HeadGuard {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for HeadGuard {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for HeadGuard {
+    // The client address (X-Forwarded-For, logs) comes from here.
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for HeadGuard {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+impl fmt::Debug for HeadGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadGuard")
+            .field("inner", &self.inner)
+            .field("phase", &self.phase.load(Relaxed))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn guard(limit_ms: u64) -> (HeadGuard, tokio::io::DuplexStream, Arc<Stats>) {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let stats = Arc::new(Stats::new(1));
+        let g = HeadGuard::new(
+            Box::new(ours),
+            Duration::from_millis(limit_ms),
+            stats.clone(),
+        );
+        (g, theirs, stats)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_head_times_out_at_the_limit() {
+        let (mut g, mut client, stats) = guard(1000);
+        let mut buf = [0u8; 64];
+        for _ in 0..5 {
+            client.write_all(b"P").await.unwrap();
+            assert_eq!(g.read(&mut buf).await.unwrap(), 1);
+            tokio::time::advance(Duration::from_millis(150)).await;
+        }
+        let t0 = Instant::now();
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_millis(250),
+            "fires at the deadline"
+        );
+        assert_eq!(stats.header_timeouts.load(Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_and_idle_reads_are_not_limited() {
+        let (mut g, mut client, stats) = guard(1000);
+        let mut buf = [0u8; 64];
+        client.write_all(b"POST / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert!(g.read(&mut buf).await.unwrap() > 0);
+        g.phase.store(BODY, Relaxed); // what `head_received` does
+        tokio::time::advance(Duration::from_secs(5)).await;
+        client.write_all(b"body").await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 4);
+        g.phase.store(IDLE, Relaxed); // what `request_done` does
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // The next head's clock starts at its first byte.
+        client.write_all(b"P").await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 1);
+        assert_eq!(g.phase.load(Relaxed), HEAD);
+        tokio::time::advance(Duration::from_millis(900)).await;
+        client.write_all(b"O").await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 1);
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(stats.header_timeouts.load(Relaxed), 1);
+    }
+}
