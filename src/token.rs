@@ -380,6 +380,15 @@ impl BearerVerifier {
                 K::ImmatureSignature => BearerError::NotYetValid,
                 _ => BearerError::Malformed,
             })?;
+        // serde skips ignored claims without checking their UTF-8; a claims set must be
+        // UTF-8 JSON (RFC 7519), so refuse the rest. Checked only once the signature is good.
+        let claims_b64 = token.split('.').nth(1).unwrap_or_default();
+        let claims_utf8 = URL_SAFE_NO_PAD
+            .decode(claims_b64)
+            .is_ok_and(|c| std::str::from_utf8(&c).is_ok());
+        if !claims_utf8 {
+            return Err(BearerError::Malformed);
+        }
         match data.claims.user.or(data.claims.sub) {
             Some(serde_json::Value::String(u)) => Ok(u),
             Some(_) => Err(BearerError::BadUserClaim),
@@ -574,6 +583,34 @@ mod tests {
         assert_eq!(
             v.verify(&"a".repeat(MAX_BEARER_BYTES + 1)),
             Err(BearerError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn signed_claims_that_are_not_utf8_are_malformed() {
+        // Found by `make fuzz` (bearer): invalid UTF-8 inside a claim we do not read.
+        let key = Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap();
+        let sign = |claims: &[u8]| {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key.bytes()).unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let v = BearerVerifier::new(&key);
+        assert_eq!(
+            v.verify(&sign(br#"{"user":"alice","x":"a"}"#)),
+            Ok("alice".into())
+        );
+        assert_eq!(
+            v.verify(&sign(b"{\"user\":\"alice\",\"x\":\"\x9b\"}")),
+            Err(BearerError::Malformed)
         );
     }
 }
