@@ -1,6 +1,8 @@
 //! `protected-echo`: a demo and test upstream. `POST /protected` answers with a JSON echo of what
 //! it received (method, path, headers, body size and SHA-256, and, when it has the key, whether
-//! the `x-my-jwt` token verifies, and the peer address it came from). `GET /healthz` for health checks, `GET /stats` counts requests (and, with `--track-header NAME`, distinct and duplicate values of
+//! the `x-my-jwt` token verifies, and the peer address it came from). `GET /healthz` for health
+//! checks, `GET /stats` counts requests (and, with `--track-jti`, distinct and duplicate token
+//! jtis; with `--track-header NAME`, distinct and duplicate values of
 //! that header). Query knobs for tests: `delay_ms=N` waits before answering
 //! (at most 60 s), `status=N` answers with that status.
 
@@ -31,6 +33,16 @@ pub struct EchoApp {
     /// With `--track-header NAME`: every value of that header seen, to count duplicates (tests
     /// use it to prove each client request reached the upstream exactly once).
     tracked: Option<(http::HeaderName, Mutex<Tracked>)>,
+    /// With `--track-jti`: every token's `jti` seen (soak runs prove none repeats).
+    jtis: Option<Mutex<JtiTracked>>,
+}
+
+#[derive(Default)]
+struct JtiTracked {
+    seen: HashSet<u128>,
+    duplicates: u64,
+    /// Requests without a readable 32-hex-digit jti.
+    missing: u64,
 }
 
 #[derive(Default)]
@@ -41,7 +53,11 @@ struct Tracked {
 
 impl EchoApp {
     /// With a key, every request's `x-my-jwt` is verified (HS512, `exp` checked when present).
-    pub fn new(key: Option<&Key>, track_header: Option<http::HeaderName>) -> EchoApp {
+    pub fn new(
+        key: Option<&Key>,
+        track_header: Option<http::HeaderName>,
+        track_jti: bool,
+    ) -> EchoApp {
         let verify = key.and_then(|k| {
             let mut v = Validation::new(Algorithm::HS512);
             v.required_spec_claims.clear();
@@ -53,6 +69,7 @@ impl EchoApp {
             verify,
             received: AtomicU64::new(0),
             tracked: track_header.map(|h| (h, Mutex::new(Tracked::default()))),
+            jtis: track_jti.then(|| Mutex::new(JtiTracked::default())),
         }
     }
 
@@ -91,6 +108,23 @@ impl EchoApp {
         }
     }
 
+    fn track_jti(&self, req: &pingora::http::RequestHeader) {
+        let Some(jtis) = &self.jtis else {
+            return;
+        };
+        let jti = req
+            .headers
+            .get("x-my-jwt")
+            .and_then(|v| v.to_str().ok())
+            .and_then(jti_of);
+        let mut t = jtis.lock().unwrap_or_else(|p| p.into_inner());
+        match jti {
+            Some(j) if !t.seen.insert(j) => t.duplicates += 1,
+            Some(_) => {}
+            None => t.missing += 1,
+        }
+    }
+
     fn stats(&self) -> Value {
         let mut s = json!({"received": self.received.load(Relaxed)});
         if let Some((name, tracked)) = &self.tracked {
@@ -99,8 +133,21 @@ impl EchoApp {
             s["distinct"] = t.seen.len().into();
             s["duplicates"] = t.duplicates.into();
         }
+        if let Some(jtis) = &self.jtis {
+            let t = jtis.lock().unwrap_or_else(|p| p.into_inner());
+            s["jti_distinct"] = t.seen.len().into();
+            s["jti_duplicates"] = t.duplicates.into();
+            s["jti_missing"] = t.missing.into();
+        }
         s
     }
+}
+
+/// The `jti` claim of a token (32 hex digits) as a number.
+fn jti_of(token: &str) -> Option<u128> {
+    let (_, claims) = crate::token::decode_parts(token)?;
+    let hex = claims["jti"].as_str().filter(|j| j.len() == 32)?;
+    u128::from_str_radix(hex, 16).ok()
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -132,6 +179,7 @@ impl ServeHttp for EchoApp {
             (Method::POST, "/protected") => {
                 self.received.fetch_add(1, Relaxed);
                 self.track(&req);
+                self.track_jti(&req);
             }
             (_, "/protected") => {
                 return json_response(405, &json!({"error": "method_not_allowed"}))

@@ -683,3 +683,33 @@ fn idle_client_connections_are_closed_after_the_keepalive_timeout() {
         "closed after {waited:?}"
     );
 }
+
+#[test]
+fn echo_counts_distinct_and_repeated_jtis() {
+    // The soak run's uniqueness check relies on this counter; prove it can see a repeat.
+    let echo = start_echo(&["--track-jti"]);
+    let proxy = start_proxy(&format!("http://{}/protected", echo.addr), &[]);
+    let mut ka = KeepAlive::new(proxy.addr);
+    let mut last = String::new();
+    for _ in 0..50 {
+        let r = ka.post("/", &[], b"{}").unwrap();
+        assert_eq!(r.status, 200);
+        last = r.token().to_string();
+    }
+    let stats = |echo: &Echo| get(echo.addr, "/stats").json();
+    let s = stats(&echo);
+    assert_eq!(
+        (s["jti_distinct"].as_u64(), s["jti_duplicates"].as_u64()),
+        (Some(50), Some(0))
+    );
+    // Replay the last token straight to the upstream, and send one without a token.
+    assert_eq!(
+        post(echo.addr, "/protected", &[("x-my-jwt", &last)], b"{}").status,
+        200
+    );
+    assert_eq!(post(echo.addr, "/protected", &[], b"{}").status, 200);
+    let s = stats(&echo);
+    assert_eq!(s["jti_distinct"], 50);
+    assert_eq!(s["jti_duplicates"], 1);
+    assert_eq!(s["jti_missing"], 1);
+}

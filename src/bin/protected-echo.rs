@@ -32,6 +32,9 @@ struct Args {
     /// Count distinct and duplicate values of this request header (shown by `GET /stats`).
     #[arg(long)]
     track_header: Option<String>,
+    /// Count distinct and duplicate `jti`s of the x-my-jwt tokens received (`GET /stats`).
+    #[arg(long)]
+    track_jti: bool,
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -90,7 +93,7 @@ fn main() -> ExitCode {
     server.bootstrap();
     let mut service = Service::new(
         "protected-echo".to_string(),
-        EchoApp::new(key.as_ref(), track),
+        EchoApp::new(key.as_ref(), track, args.track_jti),
     );
     service.add_tcp(&args.listen);
     server.add_service(service);
