@@ -124,3 +124,46 @@ fn each_upstream_fault_gets_its_documented_answer() {
     );
     assert_eq!(st["in_flight"], 0);
 }
+
+#[test]
+fn other_clients_are_served_while_upstream_faults_are_in_progress() {
+    let up = bad_upstream();
+    let proxy = start_proxy(
+        &format!("http://{up}/protected"),
+        &[("UPSTREAM_TIMEOUT_MS", "2000"), ("ACCESS_LOG", "off")],
+    );
+    let addr = proxy.addr;
+    // Eight faulty requests at once, two of each slow kind, all in flight together.
+    let faulty: Vec<_> = ["stall_body", "stall_body", "huge_headers", "reset"]
+        .iter()
+        .cycle()
+        .take(8)
+        .map(|mode| {
+            let path = format!("/?mode={mode}");
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{{}}");
+                s.write_all(req.as_bytes()).unwrap();
+                let mut out = Vec::new();
+                let _ = s.read_to_end(&mut out);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let in_flight = status_json(&proxy)["in_flight"].as_u64().unwrap();
+    assert!(
+        in_flight >= 2,
+        "the stalls are in progress ({in_flight} in flight)"
+    );
+    // Meanwhile every other request is answered.
+    for _ in 0..50 {
+        assert_eq!(post(addr, "/?mode=ok", &[], b"{}").status, 200);
+    }
+    for t in faulty {
+        t.join().unwrap();
+    }
+    let st = status_json(&proxy);
+    assert_eq!(st["in_flight"], 0);
+    assert_eq!(st["requests_total"], 58);
+}
