@@ -367,6 +367,9 @@ impl ProxyHttp for JwtProxy {
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         header_timeout::head_received(session);
+        // Answer pipelined requests in order (RFC 9112 9.3.2) instead of Pingora's default of
+        // closing after the first and dropping the rest.
+        session.as_downstream_mut().set_pipelining_enabled(true);
         session
             .as_downstream_mut()
             .set_read_timeout(Some(self.client_body_timeout));

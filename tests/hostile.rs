@@ -371,6 +371,42 @@ fn a_client_that_leaves_while_the_upstream_answers_is_accounted_for() {
 }
 
 #[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (echo, proxy) = start_stack(&[]);
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut all = Vec::new();
+    for (i, user) in ["p1", "p2", "p3", "p4"].iter().enumerate() {
+        let close = if i == 3 { "Connection: close\r\n" } else { "" };
+        all.extend_from_slice(
+            format!("POST /?n={i} HTTP/1.1\r\nHost: x\r\nx-user: {user}\r\n{close}Content-Length: 2\r\n\r\n{{}}").as_bytes(),
+        );
+    }
+    s.write_all(&all).unwrap(); // one write: all four arrive together
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let users: Vec<String> = text
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| {
+            let r = parse_response(format!("HTTP/1.1 {r}").as_bytes());
+            assert_eq!(r.status, 200);
+            verify_with_jsonwebtoken(r.token(), DEMO_SECRET.as_bytes())["payload"]["user"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        users,
+        ["p1", "p2", "p3", "p4"],
+        "every request answered, in order"
+    );
+    assert_eq!(echo.received(), 4);
+}
+
+#[test]
 fn a_thousand_idle_keepalive_connections_do_not_starve_active_clients() {
     let (echo, proxy) = start_stack(&[("ACCESS_LOG", "off")]);
     let mut idle: Vec<KeepAlive> = (0..1000).map(|_| KeepAlive::new(proxy.addr)).collect();
