@@ -371,6 +371,42 @@ fn a_client_that_leaves_while_the_upstream_answers_is_accounted_for() {
 }
 
 #[test]
+fn a_client_leaving_releases_the_upstream_connection() {
+    // An upstream that takes the request, never answers, and reports when the proxy hangs up.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = upstream.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 4096];
+        let got_request = s.read(&mut buf).unwrap_or(0) > 0;
+        // Read until the proxy closes its side (0) or the timeout.
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        tx.send((got_request, Instant::now())).unwrap();
+    });
+    let proxy = start_proxy(&format!("http://{up_addr}/protected"), &[]);
+    let mut c = TcpStream::connect(proxy.addr).unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let left = Instant::now();
+    drop(c);
+    let (got_request, closed) = rx.recv_timeout(Duration::from_secs(25)).unwrap();
+    assert!(got_request);
+    assert!(
+        closed.duration_since(left) < Duration::from_secs(2),
+        "the proxy dropped the upstream connection when the client left, not at a timeout"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_json(&proxy)["in_flight"] != 0 {
+        assert!(Instant::now() < deadline, "the request never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status_json(&proxy)["by_status"]["0"], 1);
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let (echo, proxy) = start_stack(&[]);
     let mut s = TcpStream::connect(proxy.addr).unwrap();
