@@ -192,6 +192,35 @@ impl JwtProxy {
         Ok(())
     }
 
+    /// A refusal of the request head itself: too large, or framed ambiguously.
+    fn head_refusal(&self, session: &Session) -> Option<Refusal> {
+        let req = session.req_header();
+        let raw = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        let size = raw.as_ref().map_or_else(|| head_bytes(req), |r| r.len());
+        if size > self.max_header_bytes {
+            return Some((
+                reply::HEADERS_TOO_LARGE,
+                "request line and headers are larger than the limit",
+            ));
+        }
+        // Pingora drops Content-Length when Transfer-Encoding is also present (RFC 9112 6.3);
+        // the head as received still shows both.
+        if req.headers.contains_key(header::TRANSFER_ENCODING)
+            && raw
+                .as_ref()
+                .is_some_and(|r| raw_has_header(r, b"content-length"))
+        {
+            return Some((
+                reply::INVALID_FRAMING,
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        framing_problem(req).map(|problem| (reply::INVALID_FRAMING, problem))
+    }
+
     async fn refuse(
         &self,
         session: &mut Session,
@@ -385,38 +414,8 @@ impl ProxyHttp for JwtProxy {
         self.stats.request_started();
         ctx.counted = true;
         ctx.spoofed = session.req_header().headers.contains_key(TOKEN_HEADER);
-        // Pingora drops Content-Length when Transfer-Encoding is also present (RFC 9112 6.3);
-        // the head as received still shows both.
-        let raw_head = session
-            .as_downstream()
-            .as_http1()
-            .map(|h1| h1.get_headers_raw_bytes());
-        let head_size = raw_head
-            .as_ref()
-            .map_or_else(|| head_bytes(session.req_header()), |r| r.len());
-        if head_size > self.max_header_bytes {
-            let refusal = (
-                reply::HEADERS_TOO_LARGE,
-                "request line and headers are larger than the limit",
-            );
+        if let Some(refusal) = self.head_refusal(session) {
             return self.refuse(session, ctx, refusal).await;
-        }
-        let framing = match &raw_head {
-            Some(raw)
-                if session
-                    .req_header()
-                    .headers
-                    .contains_key(header::TRANSFER_ENCODING)
-                    && raw_has_header(raw, b"content-length") =>
-            {
-                Some("both Content-Length and Transfer-Encoding")
-            }
-            _ => framing_problem(session.req_header()),
-        };
-        if let Some(problem) = framing {
-            return self
-                .refuse(session, ctx, (reply::INVALID_FRAMING, problem))
-                .await;
         }
         if session.req_header().method != Method::POST {
             let refusal = (reply::METHOD_NOT_ALLOWED, "only POST is accepted");
