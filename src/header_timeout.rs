@@ -7,9 +7,11 @@
 //! else the next read fails and Pingora closes the connection. The proxy's phases mark the
 //! head complete (`early_request_filter`) and the request finished (`logging`) through
 //! [`head_received`] and [`request_done`]; body reads and idle keep-alive time are not limited
-//! here (`CLIENT_BODY_TIMEOUT_MS` and `CLIENT_KEEPALIVE_SECS` are).
+//! here (`CLIENT_BODY_TIMEOUT_MS` and `CLIENT_KEEPALIVE_SECS` are). Being the one place that
+//! sees a connection before a head is parsed, the guard also counts heads Pingora refuses.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -27,7 +29,6 @@ use pingora::protocols::{
 use pingora::protocols::{SocketDigest, TimingDigest};
 use pingora::proxy::Session;
 use pingora::server::ShutdownWatch;
-use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
