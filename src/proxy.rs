@@ -114,7 +114,7 @@ impl JwtProxy {
     }
 
     /// The user of this request, per `USER_SOURCE` (reading the body for `json:`).
-    async fn identify(&self, session: &mut Session, ctx: &mut Ctx) -> Result<String, Refusal> {
+    async fn identify(&self, session: &mut Session, ctx: &mut Ctx) -> Result<String, ErrorKind> {
         let found = match &self.user_source {
             UserSource::Header(name) => identity::from_header(
                 session
@@ -132,10 +132,7 @@ impl JwtProxy {
                 found
             }
             UserSource::Json(field) => {
-                let body = self
-                    .read_body(session, ctx)
-                    .await
-                    .map_err(|kind| (kind, failure_message(kind)))?;
+                let body = self.read_body(session, ctx).await?;
                 identity::from_json(&body, field)
             }
             UserSource::Static(user) => Ok(Some(user.clone())),
@@ -192,44 +189,21 @@ impl JwtProxy {
         Ok(())
     }
 
-    /// A refusal of the request head itself: too large, or framed ambiguously.
-    fn head_refusal(&self, session: &Session) -> Option<Refusal> {
-        let req = session.req_header();
-        let raw = session
-            .as_downstream()
-            .as_http1()
-            .map(|h1| h1.get_headers_raw_bytes());
-        let size = raw.as_ref().map_or_else(|| head_bytes(req), |r| r.len());
-        if size > self.max_header_bytes {
-            return Some((
-                reply::HEADERS_TOO_LARGE,
-                "request line and headers are larger than the limit",
-            ));
+    /// A refusal of the request head itself: too large, or framed ambiguously. Judged on the
+    /// head as received (only HTTP/1 is served: no TLS, no h2c).
+    fn head_refusal(&self, session: &Session) -> Option<ErrorKind> {
+        let raw = session.as_downstream().as_http1()?.get_headers_raw_bytes();
+        if raw.len() > self.max_header_bytes {
+            return Some(reply::HEADERS_TOO_LARGE);
         }
-        // Pingora drops Content-Length when Transfer-Encoding is also present (RFC 9112 6.3);
-        // the head as received still shows both.
-        if req.headers.contains_key(header::TRANSFER_ENCODING)
-            && raw
-                .as_ref()
-                .is_some_and(|r| raw_has_header(r, b"content-length"))
-        {
-            return Some((
-                reply::INVALID_FRAMING,
-                "both Content-Length and Transfer-Encoding",
-            ));
-        }
-        framing_problem(req).map(|problem| (reply::INVALID_FRAMING, problem))
+        framing_problem(session.req_header(), &raw)
+            .map(|problem| reply::INVALID_FRAMING.because(problem))
     }
 
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        (kind, message): Refusal,
-    ) -> Result<bool> {
+    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, kind: ErrorKind) -> Result<bool> {
         ctx.outcome = Some(Outcome::Rejected);
         ctx.error = Some(Cow::Borrowed(kind.code));
-        reply::write_error(session.as_downstream_mut(), kind, message, ctx.jti.as_str()).await?;
+        reply::write_error(session.as_downstream_mut(), kind, ctx.jti.as_str()).await?;
         Ok(true)
     }
 
@@ -266,7 +240,9 @@ impl JwtProxy {
 /// Why the request's framing or routing headers are ambiguous, if they are. Intermediaries
 /// that disagree on where a body ends are how requests get smuggled, so anything but one plain
 /// `Content-Length` or one `Transfer-Encoding: chunked` is refused before we read or forward.
-pub fn framing_problem(req: &RequestHeader) -> Option<&'static str> {
+/// `raw_head` is the head as received: Pingora drops a `Content-Length` sent beside
+/// `Transfer-Encoding` from its parsed copy (RFC 9112 6.3), so only the raw head shows both.
+pub fn framing_problem(req: &RequestHeader, raw_head: &[u8]) -> Option<&'static str> {
     let h = &req.headers;
     let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
     let length = lengths.next();
@@ -278,7 +254,7 @@ pub fn framing_problem(req: &RequestHeader) -> Option<&'static str> {
     }
     let mut codings = h.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(coding) = codings.next() {
-        if length.is_some() {
+        if length.is_some() || raw_has_header(raw_head, b"content-length") {
             return Some("both Content-Length and Transfer-Encoding");
         }
         if codings.next().is_some()
@@ -305,16 +281,6 @@ fn raw_has_header(raw: &[u8], name: &[u8]) -> bool {
     })
 }
 
-/// Size of the request head as received: request line and header lines with their CRLFs.
-fn head_bytes(req: &RequestHeader) -> usize {
-    let line =
-        req.method.as_str().len() + req.uri.path_and_query().map_or(1, |p| p.as_str().len()) + 12;
-    req.headers
-        .iter()
-        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
-        + 2
-}
-
 fn version_str(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -334,6 +300,7 @@ pub fn classify_failure(e: &Error) -> Option<ErrorKind> {
         (_, HTTPStatus(s)) => Some(ErrorKind {
             status: *s,
             code: "error",
+            message: "the request failed",
         }),
         (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(reply::GATEWAY_TIMEOUT),
         (ErrorSource::Upstream, _) => Some(reply::BAD_GATEWAY),
@@ -344,27 +311,11 @@ pub fn classify_failure(e: &Error) -> Option<ErrorKind> {
     }
 }
 
-/// An answer the proxy gives instead of forwarding: what, and the message for the client.
-type Refusal = (ErrorKind, &'static str);
-
-fn refusal(r: &Rejection) -> Refusal {
-    (
-        ErrorKind {
-            status: r.status(),
-            code: r.code(),
-        },
-        r.message(),
-    )
-}
-
-fn failure_message(kind: ErrorKind) -> &'static str {
-    match kind.status {
-        502 => "the upstream could not be reached",
-        504 => "the upstream did not answer in time",
-        413 => "request body is larger than the limit",
-        408 => "the request was not received in time",
-        400 => "the request could not be read",
-        _ => "the request failed",
+fn refusal(r: &Rejection) -> ErrorKind {
+    ErrorKind {
+        status: r.status(),
+        code: r.code(),
+        message: r.message(),
     }
 }
 
@@ -418,19 +369,14 @@ impl ProxyHttp for JwtProxy {
             return self.refuse(session, ctx, refusal).await;
         }
         if session.req_header().method != Method::POST {
-            let refusal = (reply::METHOD_NOT_ALLOWED, "only POST is accepted");
-            return self.refuse(session, ctx, refusal).await;
+            return self.refuse(session, ctx, reply::METHOD_NOT_ALLOWED).await;
         }
         let declared = session.req_header().headers.get(header::CONTENT_LENGTH);
         if declared
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
             .is_some_and(|n| n > self.max_body)
         {
-            let refusal = (
-                reply::BODY_TOO_LARGE,
-                failure_message(reply::BODY_TOO_LARGE),
-            );
-            return self.refuse(session, ctx, refusal).await;
+            return self.refuse(session, ctx, reply::BODY_TOO_LARGE).await;
         }
         let user = match self.identify(session, ctx).await {
             Ok(user) => user,
@@ -542,9 +488,8 @@ impl ProxyHttp for JwtProxy {
             _ => Outcome::Failed,
         });
         ctx.error = Some(Cow::Owned(format!("{}: {}", kind.code, e.etype().as_str())));
-        let message = failure_message(kind);
         if let Err(we) =
-            reply::write_error(session.as_downstream_mut(), kind, message, ctx.jti.as_str()).await
+            reply::write_error(session.as_downstream_mut(), kind, ctx.jti.as_str()).await
         {
             log::debug!("could not send {} to the client: {we}", kind.status);
         }
@@ -582,13 +527,22 @@ impl ProxyHttp for JwtProxy {
 mod tests {
     use super::*;
 
-    fn head(version: http::Version, headers: &[(&str, &str)]) -> RequestHeader {
+    /// A parsed head and the raw bytes it came from.
+    fn head(version: http::Version, headers: &[(&str, &str)]) -> (RequestHeader, Vec<u8>) {
         let mut req = RequestHeader::build("POST", b"/", None).expect("request");
         req.set_version(version);
+        let mut raw = format!("POST / {version:?}\r\n");
         for (k, v) in headers {
             req.append_header(k.to_string(), *v).expect("header");
+            raw.push_str(&format!("{k}: {v}\r\n"));
         }
-        req
+        raw.push_str("\r\n");
+        (req, raw.into_bytes())
+    }
+
+    fn problem(version: http::Version, headers: &[(&str, &str)]) -> Option<&'static str> {
+        let (req, raw) = head(version, headers);
+        framing_problem(&req, &raw)
     }
 
     #[test]
@@ -602,9 +556,9 @@ mod tests {
             &[("host", "x"), ("transfer-encoding", "CHUNKED")],
         ];
         for h in ok {
-            assert_eq!(framing_problem(&head(HTTP_11, h)), None, "{h:?}");
+            assert_eq!(problem(HTTP_11, h), None, "{h:?}");
         }
-        assert_eq!(framing_problem(&head(HTTP_10, &[])), None, "no Host in 1.0");
+        assert_eq!(problem(HTTP_10, &[]), None, "no Host in 1.0");
         let bad: &[&[(&str, &str)]] = &[
             &[],
             &[
@@ -630,8 +584,16 @@ mod tests {
             &[("host", "x"), ("transfer-encoding", "gzip")],
         ];
         for h in bad {
-            assert!(framing_problem(&head(HTTP_11, h)).is_some(), "{h:?}");
+            assert!(problem(HTTP_11, h).is_some(), "{h:?}");
         }
+        // What Pingora hands us for Content-Length + Transfer-Encoding: the parsed copy lost the
+        // Content-Length, the raw head still has it.
+        let (req, _) = head(HTTP_11, &[("host", "x"), ("transfer-encoding", "chunked")]);
+        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            framing_problem(&req, raw),
+            Some("both Content-Length and Transfer-Encoding")
+        );
     }
 
     #[test]
@@ -644,12 +606,5 @@ mod tests {
             b"POST / HTTP/1.1\r\nX-A: content-length: 1\r\n\r\n",
             b"content-length"
         ));
-    }
-
-    #[test]
-    fn head_size_counts_request_line_and_headers() {
-        let req = head(http::Version::HTTP_11, &[("host", "x")]);
-        // "POST / HTTP/1.1\r\n" + "host: x\r\n" + "\r\n"
-        assert_eq!(head_bytes(&req), 17 + 9 + 2);
     }
 }
