@@ -81,18 +81,24 @@ pub struct HeadGuard {
     limit: Duration,
     /// `IDLE`, `HEAD` or `BODY`; set by reads and by the proxy's phases (through `&self`).
     phase: AtomicU8,
-    deadline: Pin<Box<Sleep>>,
+    /// When the head being received is due.
+    head_deadline: Instant,
+    /// The timer, moved to `head_deadline` only when a head read has to wait (most heads
+    /// arrive in one read, so keep-alive requests rarely touch the timer wheel).
+    timer: Pin<Box<Sleep>>,
     stats: Arc<Stats>,
 }
 
 impl HeadGuard {
     pub fn new(inner: Stream, limit: Duration, stats: Arc<Stats>) -> HeadGuard {
+        let head_deadline = Instant::now() + limit;
         HeadGuard {
             inner,
             limit,
             // A new connection is receiving its first head from the moment it is accepted.
             phase: AtomicU8::new(HEAD),
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            head_deadline,
+            timer: Box::pin(tokio::time::sleep_until(head_deadline)),
             stats,
         }
     }
@@ -142,23 +148,27 @@ impl AsyncRead for HeadGuard {
             IDLE => {
                 if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
                     this.phase.store(HEAD, Relaxed);
-                    let at = Instant::now() + this.limit;
-                    this.deadline.as_mut().reset(at);
+                    this.head_deadline = Instant::now() + this.limit;
                 }
                 res
             }
             // Only a read that would wait needs the timer: it wakes us at the deadline.
-            HEAD if res.is_pending() => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.phase.store(BODY, Relaxed); // count once
-                    this.stats.header_timeouts.fetch_add(1, Relaxed);
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "request head not received within CLIENT_HEADER_TIMEOUT_MS",
-                    )))
+            HEAD if res.is_pending() => {
+                if this.timer.deadline() != this.head_deadline {
+                    this.timer.as_mut().reset(this.head_deadline);
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.phase.store(BODY, Relaxed); // count once
+                        this.stats.header_timeouts.fetch_add(1, Relaxed);
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not received within CLIENT_HEADER_TIMEOUT_MS",
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
             _ => res,
         }
     }
