@@ -5,31 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${REQUESTS:-2000}
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; }
+source loadtest/bench-env.sh
+need valgrind valgrind
+need nginx nginx-light
 cargo build --release --quiet --bins --example passthrough
 dir=$(mktemp -d)
 trap 'pkill -f "$dir" 2>/dev/null || true; sleep 1; rm -rf "$dir"' EXIT
 UP=19300
-cat > "$dir/up.conf" <<NGINX
-worker_processes 1; daemon off; pid $dir/up.pid; error_log $dir/up.err;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 10000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 '{"ok":true}'; } } }
-NGINX
-cat > "$dir/jwt.yaml" <<YAML
-version: 1
-threads: 1
-work_stealing: false
-pid_file: $dir/jwt.pid
-upgrade_sock: $dir/jwt.sock
-jwt_proxy:
-  listen_addr: 127.0.0.1
-  http_port: 19301
-  status_port: 19311
-  upstream_url: http://127.0.0.1:$UP/protected
-  access_log: "off"
-YAML
+upstream_conf "$dir" "$UP"
+proxy_conf "$dir" 19301 19311 "$UP" false
 cat > "$dir/client.py" <<'PY'
 import http.client, sys, threading
 port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -41,7 +25,7 @@ def run(k):
 ts = [threading.Thread(target=run, args=(n // 4,)) for _ in range(4)]
 [t.start() for t in ts]; [t.join() for t in ts]
 PY
-nginx -c "$dir/up.conf" -e "$dir/up.err" &
+nginx -c "$dir/upstream.conf" -e "$dir/up.err" &
 sleep 0.5
 measure() { # name port path -- command...
     local name=$1 port=$2 path=$3; shift 4
@@ -58,7 +42,7 @@ measure() { # name port path -- command...
     echo "$name $total"
 }
 jwt=$(unset HTTP_PORT STATUS_PORT UPSTREAM_URL ACCESS_LOG; export RUST_LOG=error
-      measure jwt 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt.yaml")
+      measure jwt 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt-proxy.yaml")
 bare=$(export UPSTREAM=127.0.0.1:$UP LISTEN=127.0.0.1:19302 WORK_STEALING=false
        measure bare 19302 /protected -- "$PWD/target/release/examples/passthrough")
 echo

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONNS=${CONNECTIONS:-32}
 WS=${WORK_STEALING:-false}
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+source loadtest/bench-env.sh
 need wrk wrk
 need nginx nginx-light
 need taskset util-linux
@@ -24,12 +24,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 UP=19000; NGX=19080; JWT=19081; JWT_STATUS=19091; BARE=19082
 
-cat > "$dir/upstream.conf" <<NGINX
-worker_processes 1; daemon off; pid $dir/up.pid; error_log $dir/up.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 '{"ok":true}'; } } }
-NGINX
+upstream_conf "$dir" "$UP"
 cat > "$dir/proxy.conf" <<NGINX
 worker_processes 1; daemon off; pid $dir/ngx.pid; error_log $dir/ngx.err;
 events { worker_connections 4096; }
@@ -39,21 +34,7 @@ http { access_log off; keepalive_requests 10000000;
     location / { proxy_pass http://up/protected; proxy_http_version 1.1;
                  proxy_set_header Connection ""; } } }
 NGINX
-cat > "$dir/jwt-proxy.yaml" <<YAML
-version: 1
-threads: 1
-work_stealing: $WS
-grace_period_seconds: 0
-graceful_shutdown_timeout_seconds: 1
-pid_file: $dir/jwt-proxy.pid
-upgrade_sock: $dir/jwt-proxy.sock
-jwt_proxy:
-  listen_addr: 127.0.0.1
-  http_port: $JWT
-  status_port: $JWT_STATUS
-  upstream_url: http://127.0.0.1:$UP/protected
-  access_log: "off"
-YAML
+proxy_conf "$dir" "$JWT" "$JWT_STATUS" "$UP" "$WS"
 cat > "$dir/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"hello":"world"}'

@@ -39,11 +39,7 @@ fn rendered_dom(url: &str, profile: &Path) -> String {
         .arg(url)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "chromium");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::manifest_dir;
+use common::{assert_success, manifest_dir};
 
 const BINARIES: [&str; 3] = ["jwt-proxy", "jwt-post", "protected-echo"];
 
@@ -34,11 +34,7 @@ fn check_with(tool: &str, args: &[&str], file: &str) {
         .arg(manifest_dir().join(file))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{tool} {file}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_success(&out, &format!("{tool} {file}"));
 }
 
 #[test]

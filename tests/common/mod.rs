@@ -168,12 +168,29 @@ impl Response {
 
 /// Send raw bytes, read the response until the server closes (requests say `Connection: close`).
 pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    parse_response(&exchange(addr, request, Duration::from_secs(20)))
+}
+
+/// Send `request`, read until the server closes or `wait` passes: the bytes received. A write
+/// error is not fatal: a server may answer and close before reading everything.
+pub fn exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(request).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    parse_response(&buf)
+    s.set_read_timeout(Some(wait)).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// Panic with the program's output unless it exited 0.
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn parse_response(buf: &[u8]) -> Response {
@@ -314,14 +331,8 @@ pub fn run_python(script: &str, input: &serde_json::Value) -> String {
         .write_all(input.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    assert_success(&out, script);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A keep-alive HTTP/1.1 client on one connection, reconnecting when the server closes it.

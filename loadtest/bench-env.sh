@@ -1,0 +1,40 @@
+# Sourced by compare.sh and callgrind.sh: installing their tools, and the two configs both
+# benchmarks run with (an nginx upstream, a one-worker jwt-proxy).
+
+# need COMMAND PACKAGE: install the Debian package when the command is missing.
+need() {
+    command -v "$1" >/dev/null 2>&1 || {
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    }
+}
+
+# upstream_conf DIR PORT: nginx answering a fixed small body on 127.0.0.1:PORT (cheap, so it
+# is never the bottleneck); writes DIR/upstream.conf.
+upstream_conf() {
+    cat >"$1/upstream.conf" <<NGINX
+worker_processes 1; daemon off; pid $1/up.pid; error_log $1/up.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000;
+  server { listen 127.0.0.1:$2; location / { return 200 '{"ok":true}'; } } }
+NGINX
+}
+
+# proxy_conf DIR HTTP_PORT STATUS_PORT UPSTREAM_PORT WORK_STEALING: one worker thread, no
+# access log, quick shutdown; writes DIR/jwt-proxy.yaml.
+proxy_conf() {
+    cat >"$1/jwt-proxy.yaml" <<YAML
+version: 1
+threads: 1
+work_stealing: $5
+grace_period_seconds: 0
+graceful_shutdown_timeout_seconds: 1
+pid_file: $1/jwt-proxy.pid
+upgrade_sock: $1/jwt-proxy.sock
+jwt_proxy:
+  listen_addr: 127.0.0.1
+  http_port: $2
+  status_port: $3
+  upstream_url: http://127.0.0.1:$4/protected
+  access_log: "off"
+YAML
+}
