@@ -638,60 +638,6 @@ fn json_identity_attacks_are_refused_and_never_forwarded() {
             "ambiguous_user",
         ),
         (
-            "user a number",
-            br#"{"user":42}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user null",
-            br#"{"user":null}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user an object",
-            br#"{"user":{"name":"a"}}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user an array",
-            br#"{"user":["a"]}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user over 256 bytes",
-            format!(r#"{{"user":"{}"}}"#, "u".repeat(257)).into_bytes(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user with NUL",
-            br#"{"user":"a\u0000b"}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user with newline",
-            br#"{"user":"a\nb"}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user with DEL",
-            br#"{"user":"a\u007fb"}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
-            "user with C1 control",
-            br#"{"user":"a\u0085b"}"#.to_vec(),
-            400,
-            "invalid_user",
-        ),
-        (
             "body an array",
             br#"["user","bob"]"#.to_vec(),
             400,
@@ -716,10 +662,28 @@ fn json_identity_attacks_are_refused_and_never_forwarded() {
             "identity_required",
         ),
     ];
-    for (why, body, status, code) in &cases {
-        let r = post(proxy.addr, "/", &[], body);
-        assert_eq!(r.status, *status, "{why}: {}", r.text());
-        assert_eq!(r.json()["error"], *code, "{why}");
+    // `user` values that are not a string, too long, or hold control characters (NUL, newline,
+    // DEL, a C1 control).
+    let long = format!(r#""{}""#, "u".repeat(257));
+    let bad_users = [
+        "42",
+        "null",
+        r#"{"name":"a"}"#,
+        r#"["a"]"#,
+        long.as_str(),
+        r#""a\u0000b""#,
+        r#""a\nb""#,
+        r#""a\u007fb""#,
+        r#""a\u0085b""#,
+    ];
+    let cases = cases.into_iter().chain(bad_users.iter().map(|v| {
+        let body = format!(r#"{{"user":{v}}}"#).into_bytes();
+        (*v, body, 400, "invalid_user")
+    }));
+    for (why, body, status, code) in cases {
+        let r = post(proxy.addr, "/", &[], &body);
+        assert_eq!(r.status, status, "{why}: {}", r.text());
+        assert_eq!(r.json()["error"], code, "{why}");
     }
     // The same 100,000-deep body sent chunked (no Content-Length) is cut off at the limit.
     let body = nested(100_000);
