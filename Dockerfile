@@ -38,7 +38,8 @@ COPY scripts/supervise.sh /usr/local/bin/jwt-proxy-supervise
 WORKDIR /etc/jwt-proxy
 USER 10001
 # The status service must listen beyond the container's loopback to be published; compose
-# publishes it on the host's loopback only.
+# publishes it on the host's loopback only. Beyond loopback jwt-proxy requires a status token:
+# give STATUS_TOKEN_FILE (compose mounts a secret there).
 ENV STATUS_ADDR=0.0.0.0 \
     RUST_LOG=info \
     JWT_PROXY_BIN=jwt-proxy \

@@ -28,18 +28,24 @@ test-deps: deps
 build: deps
 	$(CARGO) build --release --bins
 
+# What `make run` and `make reload` give the supervisor and jwt-proxy: the demo upstream, and
+# the public demo key unless you set a key (JWT_SECRET_FILE) or JWT_DEMO_KEY=false.
+RUN_ENV = UPSTREAM_URL=$${UPSTREAM_URL:-http://127.0.0.1:$(UPSTREAM_PORT)/protected} \
+	JWT_DEMO_KEY=$${JWT_DEMO_KEY:-true} \
+	JWT_PROXY_BIN=$(BIN)/jwt-proxy JWT_PROXY_CONF=conf/jwt-proxy.yaml \
+	SUPERVISOR_PID_FILE=run/supervisor.pid
+
 # The demo upstream on 127.0.0.1:$(UPSTREAM_PORT) in the background, the proxy in the
 # foreground under scripts/supervise.sh (so `make reload` can upgrade it); Ctrl-C stops both.
 run: build
 	@mkdir -p run; trap 'kill $$echo_pid 2>/dev/null; wait $$echo_pid 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/protected-echo --listen 127.0.0.1:$(UPSTREAM_PORT) & echo_pid=$$!; \
-	UPSTREAM_URL=$${UPSTREAM_URL:-http://127.0.0.1:$(UPSTREAM_PORT)/protected} \
-	JWT_PROXY_BIN=$(BIN)/jwt-proxy JWT_PROXY_CONF=conf/jwt-proxy.yaml \
-	SUPERVISOR_PID_FILE=run/supervisor.pid scripts/supervise.sh
+	$(RUN_ENV) scripts/supervise.sh
 
-# Zero-downtime upgrade of the proxy started by `make run` (new binary, config, key or kid).
+# Zero-downtime upgrade of the proxy started by `make run` (new binary, config, key or kid):
+# returns when the new process serves and the old one has exited (exit 1 if it did not happen).
 reload:
-	@scripts/reload.sh
+	@$(RUN_ENV) scripts/reload.sh
 
 $(PY): tests/requirements.txt
 	python3 -m venv $(VENV)

@@ -20,13 +20,14 @@ NGINX
 }
 
 # proxy_conf DIR HTTP_PORT STATUS_PORT UPSTREAM_PORT WORK_STEALING: one worker thread, no
-# access log, quick shutdown; writes DIR/jwt-proxy.yaml.
+# access log, the demo key, quick shutdown (the shortest grace period the 1 s upstream timeout
+# allows); writes DIR/jwt-proxy.yaml.
 proxy_conf() {
     cat >"$1/jwt-proxy.yaml" <<YAML
 version: 1
 threads: 1
 work_stealing: $5
-grace_period_seconds: 0
+grace_period_seconds: 2
 graceful_shutdown_timeout_seconds: 1
 pid_file: $1/jwt-proxy.pid
 upgrade_sock: $1/jwt-proxy.sock
@@ -35,6 +36,9 @@ jwt_proxy:
   http_port: $2
   status_port: $3
   upstream_url: http://127.0.0.1:$4/protected
+  upstream_timeout_ms: 1000
+  drain_idle_secs: 1
+  jwt_demo_key: true
   access_log: "off"
 YAML
 }

@@ -22,7 +22,7 @@ UP=$(free_port); HTTP=$(free_port); STATUS=$(free_port)
 
 "$BIN/protected-echo" --listen "127.0.0.1:$UP" --no-verify --track-jti --threads 1 >/dev/null 2>&1 &
 ECHO_PID=$!
-env -u JWT_SECRET -u JWT_SECRET_FILE LISTEN_ADDR=127.0.0.1 HTTP_PORT=$HTTP STATUS_PORT=$STATUS \
+env -u JWT_SECRET -u JWT_SECRET_FILE JWT_DEMO_KEY=true LISTEN_ADDR=127.0.0.1 HTTP_PORT=$HTTP STATUS_PORT=$STATUS \
   ACCESS_LOG=off RUST_LOG=warn UPSTREAM_URL="http://127.0.0.1:$UP/protected" \
   "$BIN/jwt-proxy" -c conf/jwt-proxy.yaml >"$OUT/proxy.log" 2>&1 &
 PROXY_PID=$!

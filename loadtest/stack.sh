@@ -15,7 +15,7 @@ stack_up() {
     echo "starting protected-echo on :$UPSTREAM_PORT and jwt-proxy on :$HTTP_PORT"
     "$BIN/protected-echo" --listen "127.0.0.1:$UPSTREAM_PORT" --no-verify --threads 1 >/dev/null 2>&1 &
     STARTED_PIDS+=($!)
-    HTTP_PORT=$HTTP_PORT STATUS_PORT=$STATUS_PORT ACCESS_LOG=off RUST_LOG=warn \
+    HTTP_PORT=$HTTP_PORT STATUS_PORT=$STATUS_PORT ACCESS_LOG=off RUST_LOG=warn JWT_DEMO_KEY=${JWT_DEMO_KEY:-true} \
       UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT/protected" "$BIN/jwt-proxy" -c conf/jwt-proxy.yaml &
     STARTED_PIDS+=($!)
     for _ in $(seq 1 100); do

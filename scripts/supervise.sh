@@ -2,60 +2,143 @@
 # Keeps jwt-proxy running across zero-downtime upgrades; used by `make run` and as the
 # container entrypoint (under tini). Signals:
 #   HUP       graceful upgrade: check the config, start `jwt-proxy -u` (it takes the listening
-#             sockets over the upgrade socket), then QUIT the old process, which drains and exits.
-#   TERM/INT  passed to the current jwt-proxy (TERM: drain then exit; INT: fast stop).
-# The supervisor exits when the current jwt-proxy exits without being replaced.
+#             sockets over the upgrade socket), QUIT the old process, which drains and exits.
+#             One upgrade at a time: HUPs during an upgrade queue exactly one more.
+#   TERM/INT  passed to every jwt-proxy (the current one and any still draining); the
+#             supervisor exits once all have exited, with the current one's exit status.
+# An upgrade is done when the new process serves (its pid is in the pid file, written once its
+# listeners are ready) and the old one has exited. If the new process dies before the hand-over,
+# the old one keeps serving. The supervisor exits when the current jwt-proxy exits on its own.
+# Upgrades are counted in "<pid_file>.upgrades": "STARTED FINISHED RESULT", RESULT being the
+# last finished one's, ok or failed (scripts/reload.sh reads it). The paths come from the
+# binary (`jwt-proxy --print-paths`).
 # Settings (environment): JWT_PROXY_BIN (jwt-proxy), JWT_PROXY_CONF (conf/jwt-proxy.yaml),
 # SUPERVISOR_PID_FILE (where this script records its own pid; unset: not recorded).
 set -u
 BIN=${JWT_PROXY_BIN:-jwt-proxy}
 CONF=${JWT_PROXY_CONF:-conf/jwt-proxy.yaml}
-# The upgrade socket path is a Pingora setting in the YAML file.
-SOCK=$(sed -n 's/^upgrade_sock:[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$CONF" | head -n 1)
-SOCK=${SOCK:-/tmp/jwt-proxy-upgrade.sock}
 
 log() { echo "supervise: $*" >&2; }
 
-[ -n "${SUPERVISOR_PID_FILE:-}" ] && echo $$ > "$SUPERVISOR_PID_FILE"
+# Sets PID_FILE and SOCK as the binary reads the config (defaults and environment included).
+paths() {
+    local out
+    out=$("$BIN" --print-paths -c "$CONF") || return 1
+    PID_FILE=$(sed -n 's/^pid_file=//p' <<<"$out")
+    SOCK=$(sed -n 's/^upgrade_sock=//p' <<<"$out")
+}
+paths || exit 2
+[ -n "${SUPERVISOR_PID_FILE:-}" ] && echo $$ >"$SUPERVISOR_PID_FILE"
 
-"$BIN" -c "$CONF" &
-current=$!
-upgrading=0
+children=()   # every jwt-proxy started that may still run
+pending=0     # a HUP arrived: one upgrade to do
+stopping=     # TERM or INT arrived
+started=0 finished=0 result=none # upgrades started and finished, the last one's result
+
+alive() { kill -0 "$1" 2>/dev/null; }
+serving() { alive "$1" && [ "$(cat "$PID_FILE" 2>/dev/null)" = "$1" ]; }
+gone() { ! alive "$1"; }
+sock_or_dead() { [ -S "$SOCK" ] || ! alive "$1"; }
+# Sleep that a trapped signal cuts short.
+nap() {
+    sleep "$1" &
+    local s=$!
+    wait "$s"
+    kill "$s" 2>/dev/null
+}
+# until_ok SECONDS CMD...: run CMD every 0.1 s until it succeeds (0), or a stop arrives or
+# SECONDS pass (1).
+until_ok() {
+    local tries=$(($1 * 10))
+    shift
+    while [ -z "$stopping" ] && ((tries-- > 0)); do
+        "$@" && return 0
+        nap 0.1
+    done
+    return 1
+}
+stop() {
+    stopping=$1
+    local p
+    for p in "${children[@]}"; do kill "-$1" "$p" 2>/dev/null; done
+}
+# Forget the children that have exited (bash keeps their exit status for `wait`).
+prune() {
+    local p live=()
+    for p in "${children[@]}"; do alive "$p" && live+=("$p"); done
+    children=("${live[@]}")
+}
+state() {
+    echo "$started $finished $result" >"$PID_FILE.upgrades.tmp" 2>/dev/null &&
+        mv "$PID_FILE.upgrades.tmp" "$PID_FILE.upgrades"
+}
+# finish ok|failed MESSAGE: record the outcome of the upgrade in progress.
+finish() {
+    [ -n "$stopping" ] && set -- failed "stopped by SIG$stopping during the upgrade"
+    finished=$started result=$1
+    log "upgrade $started $1: $2"
+    state
+}
 
 upgrade() {
-    upgrading=1
-    if ! "$BIN" -t -c "$CONF" >/dev/null; then
-        log "new configuration is invalid; keeping pid $current"
-        upgrading=0
+    local old=$current new
+    prune
+    started=$((started + 1))
+    state
+    if ! paths || ! "$BIN" -t -c "$CONF" >/dev/null; then
+        finish failed "the new configuration is invalid; pid $old keeps serving"
+        return
+    fi
+    if ! until_ok 15 serving "$old"; then
+        finish failed "pid $old is not serving, so it cannot hand over"
         return
     fi
     rm -f "$SOCK"
     "$BIN" -u -c "$CONF" &
-    local new=$!
-    # The new process waits (about 6 s) on the upgrade socket for the old one's sockets.
-    for _ in $(seq 1 50); do
-        [ -S "$SOCK" ] && break
-        kill -0 "$new" 2>/dev/null || break
-        sleep 0.1
-    done
-    if ! kill -0 "$new" 2>/dev/null || [ ! -S "$SOCK" ]; then
-        log "new process did not start; keeping pid $current"
-        kill "$new" 2>/dev/null
-        upgrading=0
+    new=$!
+    children+=("$new")
+    # The new process waits (about 6 s) on the upgrade socket for the old one's listeners.
+    until_ok 10 sock_or_dead "$new"
+    if [ -n "$stopping" ] || ! alive "$new" || [ ! -S "$SOCK" ]; then
+        kill -TERM "$new" 2>/dev/null
+        finish failed "new pid $new did not start; pid $old keeps serving"
         return
     fi
-    log "upgrading: pid $current hands over to pid $new"
-    kill -QUIT "$current"
+    log "upgrading: pid $old hands over to pid $new"
+    kill -QUIT "$old"
+    # Pingora has no way back: from here the old process drains and exits.
     current=$new
-    upgrading=0
+    if ! until_ok 15 serving "$new"; then
+        finish failed "new pid $new did not take over; old pid $old is shutting down"
+        return
+    fi
+    if ! until_ok 300 gone "$old"; then
+        finish failed "pid $new serves, but old pid $old is still running"
+        return
+    fi
+    finish ok "pid $new serves; pid $old has exited"
 }
 
-trap upgrade HUP
-trap 'kill -TERM "$current" 2>/dev/null' TERM
-trap 'kill -INT "$current" 2>/dev/null' INT
+trap 'pending=1' HUP
+trap 'stop TERM' TERM
+trap 'stop INT' INT
 
-# `wait` returns early on every trapped signal; keep waiting while the current process lives.
-while kill -0 "$current" 2>/dev/null || [ "$upgrading" = 1 ]; do
-    wait "$current" 2>/dev/null
+"$BIN" -c "$CONF" &
+current=$!
+children+=("$current")
+
+while [ -z "$stopping" ] && alive "$current"; do
+    if [ "$pending" = 1 ]; then
+        pending=0
+        upgrade
+    else
+        nap 1
+    fi
 done
-wait
+
+# Stopping, or the current process exited: wait for every jwt-proxy. `wait` returns early when a
+# trapped signal arrives, so keep waiting while each one lives.
+for p in "${children[@]}"; do
+    while alive "$p"; do wait "$p" 2>/dev/null; done
+done
+wait "$current" 2>/dev/null

@@ -5,7 +5,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::token::{decode_parts, Key, KeyEncoding};
+use crate::token::{decode_parts, Key};
 
 /// Exit codes of `jwt-post`.
 pub mod exit {
@@ -43,10 +43,7 @@ pub fn load_data(arg: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Verify one of our tokens: HS512 with the key, `exp` checked when present. Returns the claims.
-pub fn verify(token: &str, secret: &str, encoding: &str) -> Result<Value, String> {
-    let encoding =
-        KeyEncoding::parse(encoding).ok_or("--secret-encoding must be text, hex or base64")?;
-    let key = Key::decode(secret, encoding).map_err(|p| format!("the key {p}"))?;
+pub fn verify(token: &str, key: &Key) -> Result<Value, String> {
     let key = DecodingKey::from_secret(key.bytes()).map_err(|e| e.to_string())?;
     let mut v = Validation::new(Algorithm::HS512);
     v.required_spec_claims.clear();
@@ -71,6 +68,7 @@ pub fn describe(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::KeyEncoding;
 
     #[test]
     fn headers_and_data() {
@@ -90,13 +88,10 @@ mod tests {
         let v: Value =
             serde_json::from_str(include_str!("../tests/data/test-vectors.json")).unwrap();
         let case = &v["signing"][1];
-        let claims = verify(
-            case["token"].as_str().unwrap(),
-            case["secret"].as_str().unwrap(),
-            "hex",
-        )
-        .unwrap();
+        let key = Key::decode(case["secret"].as_str().unwrap(), KeyEncoding::Hex).unwrap();
+        let claims = verify(case["token"].as_str().unwrap(), &key).unwrap();
         assert_eq!(claims["payload"]["user"], "username");
-        assert!(verify(case["token"].as_str().unwrap(), "wrong", "text").is_err());
+        let wrong = Key::decode("wrong", KeyEncoding::Text).unwrap();
+        assert!(verify(case["token"].as_str().unwrap(), &wrong).is_err());
     }
 }

@@ -1,26 +1,27 @@
 //! A deadline for receiving a whole request head (slowloris protection).
 //!
 //! Pingora times each read of a request head separately (60 s), so a client that trickles one
-//! byte every few seconds holds a connection forever. [`HeaderTimeoutApp`] wraps every
-//! accepted connection in a [`HeadGuard`]: from the connection's start (first request) or from
-//! the first byte of a later keep-alive request, the head must be complete within the limit,
-//! else the next read fails and Pingora closes the connection. The proxy's phases mark the
-//! head complete (`early_request_filter`) and the request finished (`logging`) through
-//! [`head_received`] and [`request_done`]; body reads and idle keep-alive time are not limited
-//! here (`CLIENT_BODY_TIMEOUT_MS` and `CLIENT_KEEPALIVE_SECS` are). Being the one place that
-//! sees a connection before a head is parsed, the guard also counts heads Pingora refuses.
+//! byte every few seconds holds a connection forever. The proxy service wraps every
+//! accepted connection (see `drain::ProxyApp`) in a [`HeadGuard`]: from the connection's start
+//! (first request), from the first byte of a later keep-alive request, or from the end of the
+//! previous request when bytes of the next one were already received with it (pipelining), the
+//! head must be complete within the limit, else the next read fails and Pingora closes the
+//! connection. The proxy's phases mark the head complete (`early_request_filter`) and the
+//! request finished (`logging`) through [`head_received`] and [`request_done`]; body reads and
+//! idle keep-alive time are not limited here (`CLIENT_BODY_TIMEOUT_MS` and
+//! `CLIENT_KEEPALIVE_SECS` are). Being the one place that sees a connection before a head is
+//! parsed, the guard also counts heads Pingora refuses.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
@@ -28,11 +29,10 @@ use pingora::protocols::{
 };
 use pingora::protocols::{SocketDigest, TimingDigest};
 use pingora::proxy::Session;
-use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::stats::Stats;
+use crate::stats::{Counter, Stats};
 
 /// Between requests: the keep-alive timeout applies, no head deadline.
 const IDLE: u8 = 0;
@@ -40,40 +40,9 @@ const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 /// The head is complete: the rest of the request is not limited here.
 const BODY: u8 = 2;
-
-/// Wraps a server app (the proxy) so that each connection it gets is a [`HeadGuard`].
-pub struct HeaderTimeoutApp<A> {
-    inner: Arc<A>,
-    limit: Duration,
-    stats: Arc<Stats>,
-}
-
-impl<A> HeaderTimeoutApp<A> {
-    pub fn new(inner: A, limit: Duration, stats: Arc<Stats>) -> Self {
-        HeaderTimeoutApp {
-            inner: Arc::new(inner),
-            limit,
-            stats,
-        }
-    }
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderTimeoutApp<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let guarded = HeadGuard::new(stream, self.limit, self.stats.clone());
-        self.inner.process_new(Box::new(guarded), shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        // The proxy stops its idle keep-alive connections here on shutdown and upgrade.
-        self.inner.cleanup().await
-    }
-}
+/// The previous request is done and bytes of the next head are already buffered: its deadline
+/// starts at the next read.
+const HEAD_BUFFERED: u8 = 3;
 
 /// A connection whose request heads must each arrive within a time limit.
 pub struct HeadGuard {
@@ -86,6 +55,10 @@ pub struct HeadGuard {
     /// The timer, moved to `head_deadline` only when a head read has to wait (most heads
     /// arrive in one read, so keep-alive requests rarely touch the timer wheel).
     timer: Pin<Box<Sleep>>,
+    /// Bytes read from the client so far.
+    read_total: AtomicU64,
+    /// Bytes of the requests finished so far (heads and framed bodies).
+    consumed: AtomicU64,
     stats: Arc<Stats>,
 }
 
@@ -99,6 +72,8 @@ impl HeadGuard {
             phase: AtomicU8::new(HEAD),
             head_deadline,
             timer: Box::pin(tokio::time::sleep_until(head_deadline)),
+            read_total: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
             stats,
         }
     }
@@ -108,7 +83,7 @@ impl HeadGuard {
     fn note_write(&self) {
         if self.phase.load(Relaxed) == HEAD {
             self.phase.store(BODY, Relaxed);
-            self.stats.malformed_requests.fetch_add(1, Relaxed);
+            self.stats.inc(Counter::MalformedRequests);
         }
     }
 
@@ -128,11 +103,21 @@ pub fn head_received(session: &Session) {
     }
 }
 
-/// The request is finished: the next byte on this connection starts a new head.
-pub fn request_done(session: &Session) {
-    if let Some(g) = HeadGuard::guard_of(session) {
-        g.phase.store(IDLE, Relaxed);
-    }
+/// The request is finished: the next byte on this connection starts a new head. `wire_len`:
+/// the request's head and body as framed on the wire, when known; with it, bytes already
+/// received beyond this request are the start of the next head, whose deadline starts now.
+pub fn request_done(session: &Session, wire_len: Option<u64>) {
+    let Some(g) = HeadGuard::guard_of(session) else {
+        return;
+    };
+    let read = g.read_total.load(Relaxed);
+    let consumed = match wire_len {
+        Some(n) => g.consumed.load(Relaxed) + n,
+        None => read,
+    };
+    g.consumed.store(consumed, Relaxed);
+    g.phase
+        .store(if read > consumed { HEAD_BUFFERED } else { IDLE }, Relaxed);
 }
 
 impl AsyncRead for HeadGuard {
@@ -144,6 +129,14 @@ impl AsyncRead for HeadGuard {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let got = (buf.filled().len() - before) as u64;
+        if got > 0 {
+            this.read_total.fetch_add(got, Relaxed);
+        }
+        if this.phase.load(Relaxed) == HEAD_BUFFERED {
+            this.phase.store(HEAD, Relaxed);
+            this.head_deadline = Instant::now() + this.limit;
+        }
         match this.phase.load(Relaxed) {
             IDLE => {
                 if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -160,7 +153,7 @@ impl AsyncRead for HeadGuard {
                 match this.timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         this.phase.store(BODY, Relaxed); // count once
-                        this.stats.header_timeouts.fetch_add(1, Relaxed);
+                        this.stats.inc(Counter::HeaderTimeouts);
                         Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
                             "request head not received within CLIENT_HEADER_TIMEOUT_MS",
@@ -277,7 +270,7 @@ mod tests {
 
     fn guard(limit_ms: u64) -> (HeadGuard, tokio::io::DuplexStream, Arc<Stats>) {
         let (ours, theirs) = tokio::io::duplex(1024);
-        let stats = Arc::new(Stats::new(1));
+        let stats = Arc::new(Stats::new(1, 1 << 20));
         let g = HeadGuard::new(
             Box::new(ours),
             Duration::from_millis(limit_ms),
@@ -303,7 +296,7 @@ mod tests {
             Duration::from_millis(250),
             "fires at the deadline"
         );
-        assert_eq!(stats.header_timeouts.load(Relaxed), 1);
+        assert_eq!(stats.count(Counter::HeaderTimeouts), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -327,6 +320,24 @@ mod tests {
         assert_eq!(g.read(&mut buf).await.unwrap(), 1);
         let e = g.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(stats.header_timeouts.load(Relaxed), 1);
+        assert_eq!(stats.count(Counter::HeaderTimeouts), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_buffered_partial_head_is_timed_from_the_end_of_the_previous_request() {
+        let (mut g, mut client, stats) = guard(1000);
+        let mut buf = [0u8; 64];
+        client.write_all(b"0123456789").await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 10);
+        assert_eq!(g.read_total.load(Relaxed), 10);
+        // The first request was 7 bytes: 3 bytes of the next head are already buffered.
+        g.consumed.store(7, Relaxed);
+        g.phase.store(HEAD_BUFFERED, Relaxed);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let t0 = Instant::now();
+        let e = g.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(t0.elapsed(), Duration::from_millis(1000));
+        assert_eq!(stats.count(Counter::HeaderTimeouts), 1);
     }
 }

@@ -112,7 +112,8 @@ impl Rejection {
     }
 }
 
-/// A user value must be 1..=256 bytes of UTF-8 with no control characters.
+/// A user value must be 1..=256 bytes of UTF-8 with no control characters and no invisible
+/// format characters (zero-width, bidi overrides): a user that renders like another is refused.
 pub fn check_user(user: &str) -> Result<(), Rejection> {
     if user.len() > MAX_USER_BYTES {
         return Err(Rejection::InvalidUser("user is longer than 256 bytes"));
@@ -120,7 +121,22 @@ pub fn check_user(user: &str) -> Result<(), Rejection> {
     if user.chars().any(char::is_control) {
         return Err(Rejection::InvalidUser("user contains control characters"));
     }
+    if user.chars().any(is_format_char) {
+        return Err(Rejection::InvalidUser(
+            "user contains invisible format or bidi control characters",
+        ));
+    }
     Ok(())
+}
+
+/// Unicode general category Cf (format characters: zero-width spaces and joiners, bidi
+/// embeddings, overrides and isolates, the BOM, tags...), as of Unicode 15.
+pub fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// The user in a header, from all its values: none or empty means absent; two is ambiguous.
@@ -133,9 +149,10 @@ pub fn from_header<'a>(
     if values.next().is_some() {
         return Err(Rejection::AmbiguousUser);
     }
-    let user = std::str::from_utf8(first)
-        .map_err(|_| Rejection::InvalidUser("user is not valid UTF-8"))?
-        .trim();
+    // ASCII whitespace only (what HTTP allows around a field value): a Unicode space is part
+    // of the value, so the token names exactly what the upstream sees.
+    let user = std::str::from_utf8(first.trim_ascii())
+        .map_err(|_| Rejection::InvalidUser("user is not valid UTF-8"))?;
     if user.is_empty() {
         return Ok(None);
     }
@@ -210,11 +227,12 @@ fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
     false
 }
 
-/// The user in top-level string field `field` of a JSON object body. An empty body or a missing
-/// field is absent; the field given twice is ambiguous; a non-string value is invalid.
+/// The user in top-level string field `field` of a JSON object body. A missing field is absent;
+/// the field given twice is ambiguous; a non-string value is invalid; a body that is not a JSON
+/// object (an empty one included) is invalid.
 pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Err(Rejection::BadJson("request body is not a JSON object"));
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| Rejection::BadJson("request body is not valid UTF-8"))?;
@@ -340,11 +358,36 @@ mod tests {
         assert_eq!(check_user(&"a".repeat(257)).unwrap_err().status(), 400);
         assert_eq!(check_user("a\u{7f}").unwrap_err().code(), "invalid_user");
         assert_eq!(check_user("a\tb").unwrap_err().code(), "invalid_user");
+        // Invisible characters that make one user look like another are refused.
+        for sneaky in [
+            "ad\u{200b}min",
+            "\u{202e}nimda",
+            "admin\u{2066}",
+            "\u{feff}admin",
+            "a\u{ad}b",
+        ] {
+            assert_eq!(
+                check_user(sneaky).unwrap_err().code(),
+                "invalid_user",
+                "{sneaky:?}"
+            );
+        }
+        // Visible non-ASCII letters and spaces stay allowed.
+        assert!(check_user("\u{a0}admin\u{a0}").is_ok());
     }
 
     #[test]
     fn header_source() {
-        assert_eq!(from_header(one(" alice ")).unwrap(), Some("alice".into()));
+        assert_eq!(from_header(one(" alice\t")).unwrap(), Some("alice".into()));
+        // Only ASCII whitespace is trimmed: the token names exactly the value the upstream sees.
+        assert_eq!(
+            from_header(one("\u{a0}admin\u{a0}")).unwrap(),
+            Some("\u{a0}admin\u{a0}".into())
+        );
+        assert_eq!(
+            from_header(one("ad\u{200b}min")).unwrap_err().code(),
+            "invalid_user"
+        );
         assert_eq!(from_header(one("")).unwrap(), None);
         assert_eq!(from_header(std::iter::empty()).unwrap(), None);
         let two = [b"a".as_slice(), b"b".as_slice()];
@@ -368,7 +411,10 @@ mod tests {
             Some("bob".into())
         );
         assert_eq!(from_json(br#"{"other":"bob"}"#, "user").unwrap(), None);
-        assert_eq!(from_json(b"", "user").unwrap(), None);
+        // README: a body that is not a JSON object is invalid_json, an empty one included.
+        for empty in [&b""[..], b" \r\n"] {
+            assert_eq!(from_json(empty, "user").unwrap_err().code(), "invalid_json");
+        }
         assert_eq!(from_json(br#"{"user":""}"#, "user").unwrap(), None);
         assert_eq!(
             from_json(br#"{"user":"a","user":"b"}"#, "user").unwrap_err(),

@@ -4,11 +4,19 @@
 pub mod access_log;
 pub mod client;
 pub mod config;
+pub mod drain;
 pub mod echo;
+pub mod forwarding;
+pub mod head_checks;
 pub mod header_timeout;
 pub mod identity;
 pub mod proxy;
+pub mod record;
 pub mod reply;
 pub mod stats;
 pub mod status;
 pub mod token;
+pub mod upstream;
+
+/// The header carrying our token: upstream, back to the client, and nowhere else.
+pub const TOKEN_HEADER: &str = "x-my-jwt";

@@ -9,11 +9,15 @@ use pingora::proxy::HttpProxy;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
-use jwt_proxy::config::Config;
-use jwt_proxy::header_timeout::HeaderTimeoutApp;
+use pingora::apps::HttpServerOptions;
+use pingora::services::background::background_service;
+
+use jwt_proxy::config::{self, Config, Early};
+use jwt_proxy::drain::ProxyApp;
 use jwt_proxy::proxy::JwtProxy;
 use jwt_proxy::stats::Stats;
 use jwt_proxy::status::{Info, StatusApp};
+use jwt_proxy::upstream::{Refresher, Upstream};
 
 // glibc malloc showed up at ~13% of the proxy's CPU in profiles; mimalloc is cheaper per call.
 #[global_allocator]
@@ -21,18 +25,35 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut opt = Opt::parse_args();
+    let (args, print_paths) = match config::early_args(std::env::args_os()) {
+        Early::Version => {
+            println!("{}", config::version_line());
+            return ExitCode::SUCCESS;
+        }
+        Early::Run { args, print_paths } => (args, print_paths),
+    };
+    let mut opt = Opt::parse_from_args(args);
     let config = match Config::load(opt.conf.as_deref().map(Path::new), &|k| {
         std::env::var(k).ok()
     }) {
         Ok(c) => c,
         Err(e) => return config_error(e),
     };
+    if print_paths {
+        print!("{}", config.paths_text());
+        return ExitCode::SUCCESS;
+    }
     let upstream_addr = match config.upstream.resolve() {
         Ok(a) => a,
         Err(e) => return config_error(e),
     };
+    if let Err(e) = config.prepare_runtime_dirs() {
+        return config_error(e);
+    }
     if opt.test {
+        for w in config.warnings() {
+            eprintln!("jwt-proxy: warning: {w}");
+        }
         println!("jwt-proxy: configuration OK");
         return ExitCode::SUCCESS;
     }
@@ -55,12 +76,13 @@ fn main() -> ExitCode {
             .map(|k| format!(", kid {k}"))
             .unwrap_or_default()
     );
-    if config.key.is_demo() {
-        log::warn!("the signing key is the PUBLIC DEMO KEY from the README: anyone can forge tokens; set JWT_SECRET or JWT_SECRET_FILE");
+    for w in config.warnings() {
+        log::warn!("{w}");
     }
 
-    let stats = Arc::new(Stats::new(config.status_recent));
-    let proxy = match JwtProxy::new(&config, upstream_addr, stats.clone()) {
+    let stats = Arc::new(Stats::new(config.status_recent, config.status_recent_bytes));
+    let upstream = Arc::new(Upstream::new(&config, upstream_addr, stats.clone()));
+    let proxy = match JwtProxy::new(&config, upstream.clone(), stats.clone()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("jwt-proxy: {e}");
@@ -72,8 +94,9 @@ fn main() -> ExitCode {
         pid: std::process::id(),
         listen: config.listen,
         upstream_url: config.upstream.url(),
-        upstream_addr,
+        upstream: upstream.clone(),
         connect_timeout: config.connect_timeout,
+        status_token: config.status_token.clone(),
         key_fingerprint: config.key.fingerprint(),
         demo_key: config.key.is_demo(),
         kid: config.token.kid.clone(),
@@ -98,14 +121,24 @@ fn main() -> ExitCode {
     }
     let mut http_proxy = HttpProxy::new(proxy, server.configuration.clone());
     http_proxy.handle_init_modules();
-    let guarded = HeaderTimeoutApp::new(http_proxy, config.client_header_timeout, stats.clone());
-    let mut proxy_service = Service::new("jwt-proxy".to_string(), guarded);
+    // CONNECT reaches our phases so that it gets our JSON 405 (it is never proxied).
+    let mut options = HttpServerOptions::default();
+    options.allow_connect_method_proxying = true;
+    http_proxy.server_options = Some(options);
+    let app = ProxyApp::new(
+        http_proxy,
+        config.client_header_timeout,
+        config.drain_idle,
+        stats.clone(),
+    );
+    let mut proxy_service = Service::new("jwt-proxy".to_string(), app);
     proxy_service.add_tcp(&config.listen.to_string());
     let mut status_service = Service::new("status".to_string(), StatusApp { stats, info });
     status_service.add_tcp(&config.status_listen.to_string());
     status_service.threads = Some(1);
     server.add_service(proxy_service);
     server.add_service(status_service);
+    server.add_service(background_service("upstream resolver", Refresher(upstream)));
     server.run_forever()
 }
 

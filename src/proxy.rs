@@ -1,40 +1,37 @@
-//! The `ProxyHttp` implementation: thin phases that call `identity`, `token`, `reply` and
-//! `stats`. One request: refuse what we must (405/413/400/401, nothing goes upstream), mint a
-//! token, forward with our `x-my-jwt` only, hand the token back, log one record.
+//! The `ProxyHttp` implementation: thin phases that call `head_checks`, `identity`, `token`,
+//! `forwarding`, `reply` and `stats`. One request: refuse what we must (405/413/400/401,
+//! nothing goes upstream), mint a token, forward with our `x-my-jwt` only, hand the token back,
+//! record the request once.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderValue};
-use http::{Method, Uri};
+use http::header::{self, HeaderName, HeaderValue};
+use http::Uri;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 
 use crate::access_log;
-use crate::config::{Config, UpstreamUrl};
+use crate::config::Config;
+use crate::forwarding::set_forwarding_headers;
+use crate::head_checks::{head_refusal, noncanonical_length, wire_body_len};
 use crate::header_timeout;
 use crate::identity::{self, Rejection, UserSource};
-use crate::reply::{self, ErrorKind};
-use crate::stats::{Outcome, Record, Stats};
+use crate::record::{self, Outcome, Record, ShownHeaders};
+use crate::reply::{self, ErrorReply};
+use crate::stats::{Counter, Stats};
 use crate::token::{BearerVerifier, Jti, Minter};
-
-/// The header carrying our token, upstream and back to the client.
-pub const TOKEN_HEADER: &str = "x-my-jwt";
+use crate::upstream::Upstream;
+use crate::TOKEN_HEADER;
 
 /// Pingora can replay a body read before the upstream request only from its retry buffer,
 /// which holds 64 KiB; the `json:` source therefore caps bodies at this size.
 pub const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
-
-/// Upstream connections idle in the pool longer than this are closed (below common keep-alive
-/// timeouts of upstream servers, so we rarely reuse a connection the upstream is closing).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct JwtProxy {
     minter: Minter,
@@ -43,16 +40,25 @@ pub struct JwtProxy {
     user_default: Option<String>,
     /// Effective body limit (for `json:` at most the retry buffer).
     max_body: u64,
-    upstream: UpstreamUrl,
+    upstream: Arc<Upstream>,
     /// The upstream target when the client sent no query (the common case), parsed once.
     plain_target: Uri,
     host: HeaderValue,
-    peer: HttpPeer,
     stats: Arc<Stats>,
     access_log: bool,
     client_keepalive_secs: u64,
     client_body_timeout: Duration,
     max_header_bytes: usize,
+    max_upstream_header_bytes: usize,
+    /// Request headers whose values the status service may show.
+    shown_headers: Vec<HeaderName>,
+}
+
+/// The token minted for this request, as it goes into headers, and the times it carries.
+struct MintedHeader {
+    value: HeaderValue,
+    iat: u64,
+    exp: Option<u64>,
 }
 
 /// Per-request state.
@@ -60,29 +66,54 @@ pub struct Ctx {
     start: Instant,
     start_unix_ms: u64,
     jti: Jti,
-    counted: bool,
+    /// Set when the request is counted; taken when it is recorded. Still set when the request
+    /// is dropped unrecorded (the end of a drain cut it): `Drop` records it then.
+    unrecorded: Option<Unrecorded>,
     user: Option<String>,
-    token: Option<HeaderValue>,
-    iat: Option<u64>,
-    exp: Option<u64>,
+    minted: Option<MintedHeader>,
     spoofed: bool,
     /// The client's Authorization was its identity: do not forward it.
     drop_authorization: bool,
     body_bytes: u64,
     upstream_status: Option<u16>,
-    outcome: Option<Outcome>,
+    /// The error reply we sent (a refusal or a failure): it decides the outcome.
+    reply: Option<ErrorReply>,
     error: Option<Cow<'static, str>>,
+    /// The upstream address a connect failed at; the one retry goes elsewhere or not at all.
+    connect_failed_at: Option<std::net::SocketAddr>,
+}
+
+/// What a request that is never logged by Pingora still needs to be recorded.
+struct Unrecorded {
+    stats: Arc<Stats>,
+    access_log: bool,
+    /// The record so far (request facts known at the start).
+    record: Record,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // Only reached with `unrecorded` set when the runtime is shut down at the end of a
+        // drain with this request still in flight: it got no answer, but it is not silent.
+        if let Some(u) = self.unrecorded.take() {
+            let mut r = u.record;
+            r.duration_us = self.start.elapsed().as_micros() as u64;
+            r.user = self.user.take();
+            r.outcome = Outcome::Failed;
+            r.error = Some(Cow::Borrowed(
+                "drain_cut: still in flight when the grace period ended",
+            ));
+            u.stats.inc(Counter::DrainCut);
+            if u.access_log {
+                access_log::write(&r);
+            }
+            u.stats.request_finished(r);
+        }
+    }
 }
 
 impl JwtProxy {
-    /// `upstream_addr` is the resolved `UPSTREAM_URL` host (resolved once at start-up).
-    pub fn new(config: &Config, upstream_addr: SocketAddr, stats: Arc<Stats>) -> Result<JwtProxy> {
-        let mut peer = HttpPeer::new(upstream_addr, false, String::new());
-        peer.options.connection_timeout = Some(config.connect_timeout);
-        peer.options.total_connection_timeout = Some(config.connect_timeout);
-        peer.options.read_timeout = Some(config.upstream_timeout);
-        peer.options.write_timeout = Some(config.upstream_timeout);
-        peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    pub fn new(config: &Config, upstream: Arc<Upstream>, stats: Arc<Stats>) -> Result<JwtProxy> {
         let max_body = if config.user_source.reads_body() {
             config.max_body_bytes.min(RETRY_BUFFER_LIMIT)
         } else {
@@ -95,26 +126,32 @@ impl JwtProxy {
             .map_err(|e| Error::because(ErrorType::InternalError, "upstream path", e))?;
         let host = HeaderValue::from_str(&config.upstream.authority)
             .map_err(|e| Error::because(ErrorType::InternalError, "upstream host", e))?;
+        let shown_headers = config
+            .status_show_headers
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
         Ok(JwtProxy {
             minter: Minter::new(&config.key, &config.token),
-            verifier: BearerVerifier::new(&config.key),
+            verifier: BearerVerifier::new(&config.bearer_key),
             user_source: config.user_source.clone(),
             user_default: config.user_default.clone(),
             max_body,
-            upstream: config.upstream.clone(),
+            upstream,
             plain_target,
             host,
-            peer,
             stats,
             access_log: config.access_log,
             client_keepalive_secs: config.client_keepalive_secs,
             client_body_timeout: config.client_body_timeout,
             max_header_bytes: config.max_header_bytes,
+            max_upstream_header_bytes: config.max_upstream_header_bytes,
+            shown_headers,
         })
     }
 
     /// The user of this request, per `USER_SOURCE` (reading the body for `json:`).
-    async fn identify(&self, session: &mut Session, ctx: &mut Ctx) -> Result<String, ErrorKind> {
+    async fn identify(&self, session: &mut Session, ctx: &mut Ctx) -> Result<String, ErrorReply> {
         let found = match &self.user_source {
             UserSource::Header(name) => identity::from_header(
                 session
@@ -149,7 +186,7 @@ impl JwtProxy {
 
     /// Read the whole body into Pingora's retry buffer (which it replays upstream), refusing
     /// past `max_body`.
-    async fn read_body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Bytes, ErrorKind> {
+    async fn read_body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Bytes, ErrorReply> {
         session.enable_retry_buffering();
         let mut body = BytesMut::new();
         loop {
@@ -182,103 +219,90 @@ impl JwtProxy {
         self.stats
             .signing_duration_ns
             .observe(t0.elapsed().as_nanos() as u64);
-        self.stats.tokens_minted.fetch_add(1, Relaxed);
-        ctx.token = Some(value);
-        ctx.iat = Some(minted.iat);
-        ctx.exp = minted.exp;
+        self.stats.inc(Counter::TokensMinted);
+        ctx.minted = Some(MintedHeader {
+            value,
+            iat: minted.iat,
+            exp: minted.exp,
+        });
         Ok(())
     }
 
-    /// A refusal of the request head itself: too large, or framed ambiguously. Judged on the
-    /// head as received (only HTTP/1 is served: no TLS, no h2c).
-    fn head_refusal(&self, session: &Session) -> Option<ErrorKind> {
-        let raw = session.as_downstream().as_http1()?.get_headers_raw_bytes();
-        if raw.len() > self.max_header_bytes {
-            return Some(reply::HEADERS_TOO_LARGE);
-        }
-        framing_problem(session.req_header(), &raw)
-            .map(|problem| reply::INVALID_FRAMING.because(problem))
-    }
-
-    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, kind: ErrorKind) -> Result<bool> {
-        ctx.outcome = Some(Outcome::Rejected);
-        ctx.error = Some(Cow::Borrowed(kind.code));
-        reply::write_error(session.as_downstream_mut(), kind, ctx.jti.as_str()).await?;
+    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, r: ErrorReply) -> Result<bool> {
+        ctx.reply = Some(r);
+        ctx.error = Some(Cow::Borrowed(r.code));
+        reply::write_error(session.as_downstream_mut(), r, ctx.jti.as_str()).await?;
         Ok(true)
     }
 
-    fn record(&self, session: &Session, ctx: &mut Ctx, status: u16) -> Record {
+    /// The record of this request as far as its head tells (`headers`: show them or not).
+    fn start_record(&self, session: &Session, ctx: &Ctx, headers: bool) -> Record {
         let req = session.req_header();
         Record {
             time_unix_ms: ctx.start_unix_ms,
             client: session.client_addr().and_then(|a| a.as_inet()).copied(),
             http_version: version_str(req.version),
-            method: req.method.clone(),
-            uri: req.uri.clone(),
-            status,
-            upstream_status: ctx.upstream_status,
-            duration_us: ctx.start.elapsed().as_micros() as u64,
-            bytes_in: session.body_bytes_read() as u64,
-            bytes_out: session.body_bytes_sent() as u64,
-            headers: req.headers.clone(),
-            user: ctx.user.take(),
+            method: record::shown_method(&req.method),
+            path: record::truncated(
+                req.uri
+                    .path_and_query()
+                    .map_or(b"", |p| p.as_str().as_bytes()),
+                record::MAX_PATH_BYTES,
+            )
+            .into_owned(),
+            status: 0,
+            upstream_status: None,
+            duration_us: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            head_bytes: raw_head(session).map_or(0, |raw| raw.len()),
+            headers: if headers {
+                ShownHeaders::capture(&req.headers, &self.shown_headers)
+            } else {
+                ShownHeaders::default()
+            },
+            user: None,
             jti: ctx.jti,
-            iat: ctx.iat,
-            exp: ctx.exp,
-            token_unsigned: ctx
-                .token
-                .as_ref()
-                .and_then(|t| t.to_str().ok())
-                .and_then(|t| t.rsplit_once('.'))
-                .map(|(unsigned, _sig)| unsigned.to_string()),
+            iat: None,
+            exp: None,
+            token_unsigned: None,
             spoofed: ctx.spoofed,
-            error: ctx.error.take(),
+            outcome: Outcome::Failed,
+            error: None,
         }
+    }
+
+    /// Complete the record at the end of the request (status 0: no answer was sent).
+    fn finish_record(&self, session: &Session, ctx: &mut Ctx, mut r: Record) -> Record {
+        r.status = session.response_written().map_or(0, |w| w.status.as_u16());
+        r.upstream_status = ctx.upstream_status;
+        r.duration_us = ctx.start.elapsed().as_micros() as u64;
+        r.bytes_in = session.body_bytes_read() as u64;
+        r.bytes_out = session.body_bytes_sent() as u64;
+        r.user = ctx.user.take();
+        if let Some(m) = &ctx.minted {
+            r.iat = Some(m.iat);
+            r.exp = m.exp;
+            r.token_unsigned = m
+                .value
+                .to_str()
+                .ok()
+                .and_then(|t| t.rsplit_once('.'))
+                .map(|(unsigned, _sig)| unsigned.to_string());
+        }
+        r.outcome = match (ctx.reply, ctx.upstream_status) {
+            (Some(reply), _) => reply.outcome(),
+            (None, Some(_)) if r.status != 0 => Outcome::Proxied,
+            (None, _) => Outcome::Failed,
+        };
+        r.error = ctx.error.take();
+        r
     }
 }
 
-/// Why the request's framing or routing headers are ambiguous, if they are. Intermediaries
-/// that disagree on where a body ends are how requests get smuggled, so anything but one plain
-/// `Content-Length` or one `Transfer-Encoding: chunked` is refused before we read or forward.
-/// `raw_head` is the head as received: Pingora drops a `Content-Length` sent beside
-/// `Transfer-Encoding` from its parsed copy (RFC 9112 6.3), so only the raw head shows both.
-pub fn framing_problem(req: &RequestHeader, raw_head: &[u8]) -> Option<&'static str> {
-    let h = &req.headers;
-    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
-    let length = lengths.next();
-    if lengths.next().is_some() {
-        return Some("more than one Content-Length header");
-    }
-    if length.is_some_and(|v| v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit)) {
-        return Some("Content-Length is not a single decimal number");
-    }
-    let mut codings = h.get_all(header::TRANSFER_ENCODING).iter();
-    if let Some(coding) = codings.next() {
-        if length.is_some() || raw_has_header(raw_head, b"content-length") {
-            return Some("both Content-Length and Transfer-Encoding");
-        }
-        if codings.next().is_some()
-            || !coding
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"chunked")
-        {
-            return Some("Transfer-Encoding other than a single \"chunked\"");
-        }
-    }
-    if req.version == http::Version::HTTP_11 && !h.contains_key(header::HOST) {
-        return Some("HTTP/1.1 request without a Host header");
-    }
-    None
-}
-
-/// Whether a raw request head has a header line `name:` (`name` in lower case).
-fn raw_has_header(raw: &[u8], name: &[u8]) -> bool {
-    raw.split(|&b| b == b'\n').skip(1).any(|line| {
-        line.len() > name.len()
-            && line[name.len()] == b':'
-            && line[..name.len()].eq_ignore_ascii_case(name)
-    })
+/// The request head as received (only HTTP/1 is served: no TLS, no h2c).
+fn raw_head(session: &Session) -> Option<Bytes> {
+    Some(session.as_downstream().as_http1()?.get_headers_raw_bytes())
 }
 
 fn version_str(v: http::Version) -> &'static str {
@@ -292,31 +316,22 @@ fn version_str(v: http::Version) -> &'static str {
     }
 }
 
-/// Map a proxying failure to our error kind; `None`: the client is gone, write nothing.
-pub fn classify_failure(e: &Error) -> Option<ErrorKind> {
-    use ErrorType::*;
-    match (e.esource(), e.etype()) {
-        (_, HTTPStatus(413)) => Some(reply::BODY_TOO_LARGE),
-        (_, HTTPStatus(s)) => Some(ErrorKind {
-            status: *s,
-            code: "error",
-            message: "the request failed",
-        }),
-        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => Some(reply::GATEWAY_TIMEOUT),
-        (ErrorSource::Upstream, _) => Some(reply::BAD_GATEWAY),
-        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,
-        (ErrorSource::Downstream, ReadTimedout) => Some(reply::REQUEST_TIMEOUT),
-        (ErrorSource::Downstream, _) => Some(reply::BAD_REQUEST),
-        _ => Some(reply::INTERNAL),
-    }
-}
-
-fn refusal(r: &Rejection) -> ErrorKind {
-    ErrorKind {
+fn refusal(r: &Rejection) -> ErrorReply {
+    ErrorReply {
         status: r.status(),
         code: r.code(),
         message: r.message(),
     }
+}
+
+/// Bytes of a response head as it would be written (status line, `name: value\r\n` lines).
+fn response_head_len(resp: &ResponseHeader) -> usize {
+    resp.headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + 16
+        + resp.get_reason_phrase().map_or(0, str::len)
 }
 
 #[async_trait]
@@ -331,22 +346,24 @@ impl ProxyHttp for JwtProxy {
                 .unwrap_or_default()
                 .as_millis() as u64,
             jti: Jti::random(),
-            counted: false,
+            unrecorded: None,
             user: None,
-            token: None,
-            iat: None,
-            exp: None,
+            minted: None,
             spoofed: false,
             drop_authorization: false,
             body_bytes: 0,
             upstream_status: None,
-            outcome: None,
+            reply: None,
             error: None,
+            connect_failed_at: None,
         }
     }
 
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         header_timeout::head_received(session);
+        // Without an Upgrade in the client's request, no 101 can turn this connection into a
+        // tunnel (the upstream never sees one either, see `Upstream`).
+        session.req_header_mut().remove_header(&header::UPGRADE);
         // Answer pipelined requests in order (RFC 9112 9.3.2) instead of Pingora's default of
         // closing after the first and dropping the rest.
         session.as_downstream_mut().set_pipelining_enabled(true);
@@ -363,13 +380,18 @@ impl ProxyHttp for JwtProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         self.stats.request_started();
-        ctx.counted = true;
         ctx.spoofed = session.req_header().headers.contains_key(TOKEN_HEADER);
-        if let Some(refusal) = self.head_refusal(session) {
-            return self.refuse(session, ctx, refusal).await;
-        }
-        if session.req_header().method != Method::POST {
-            return self.refuse(session, ctx, reply::METHOD_NOT_ALLOWED).await;
+        let refused_head = raw_head(session)
+            .and_then(|raw| head_refusal(session.req_header(), &raw, self.max_header_bytes));
+        // A refused head's headers are not kept: its size and the reason explain it.
+        let record = self.start_record(session, ctx, refused_head.is_none());
+        ctx.unrecorded = Some(Unrecorded {
+            stats: self.stats.clone(),
+            access_log: self.access_log,
+            record,
+        });
+        if let Some(r) = refused_head {
+            return self.refuse(session, ctx, r).await;
         }
         let declared = session.req_header().headers.get(header::CONTENT_LENGTH);
         if declared
@@ -387,8 +409,37 @@ impl ProxyHttp for JwtProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(self.peer.clone()))
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if let Some(failed) = ctx.connect_failed_at {
+            self.upstream.refresh().await;
+            if self.upstream.addr() != failed {
+                return Ok(self.upstream.peer());
+            }
+            // The name still points where the connect just failed: fail now, not twice.
+            let mut e = Error::explain(
+                ErrorType::ConnectError,
+                "upstream unreachable and its address unchanged",
+            );
+            e.as_up();
+            return Err(e);
+        }
+        Ok(self.upstream.peer())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.upstream.connect_failed();
+        // Nothing was sent: safe to try once more if the upstream has moved.
+        if ctx.connect_failed_at.is_none() && !self.upstream.is_literal() {
+            ctx.connect_failed_at = Some(self.upstream.addr());
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -398,11 +449,11 @@ impl ProxyHttp for JwtProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         match session.req_header().uri.query() {
-            None | Some("") if self.upstream.query.is_none() => {
+            None | Some("") if self.upstream.url.query.is_none() => {
                 up.set_uri(self.plain_target.clone())
             }
             query => {
-                let target = self.upstream.target(query);
+                let target = self.upstream.url.target(query);
                 up.set_uri(
                     target
                         .parse()
@@ -412,8 +463,8 @@ impl ProxyHttp for JwtProxy {
         }
         up.insert_header(header::HOST, self.host.clone())?;
         // `insert` replaces every value the client sent: exactly one x-my-jwt, ours, goes up.
-        match &ctx.token {
-            Some(token) => up.insert_header(TOKEN_HEADER, token.clone())?,
+        match &ctx.minted {
+            Some(m) => up.insert_header(TOKEN_HEADER, m.value.clone())?,
             None => {
                 up.remove_header(TOKEN_HEADER);
             }
@@ -421,23 +472,18 @@ impl ProxyHttp for JwtProxy {
         if ctx.drop_authorization {
             up.remove_header(&header::AUTHORIZATION);
         }
-        if let Some(ip) = session
+        // No upgrade handshake of any kind goes upstream (Pingora's policy already drops them).
+        up.remove_header(&header::UPGRADE);
+        up.remove_header(&header::CONNECTION);
+        up.remove_header("http2-settings");
+        if let Some(n) = noncanonical_length(session.req_header()) {
+            up.insert_header(header::CONTENT_LENGTH, n.to_string())?;
+        }
+        let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let forwarded = match up
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) => format!("{prior}, {ip}"),
-                None => ip.to_string(),
-            };
-            up.insert_header("x-forwarded-for", forwarded)?;
-        }
-        up.insert_header("x-forwarded-proto", "http")?;
-        Ok(())
+            .map(|a| a.ip());
+        set_forwarding_headers(up, client, session.req_header().headers.get(header::HOST))
     }
 
     async fn request_body_filter(
@@ -460,6 +506,24 @@ impl ProxyHttp for JwtProxy {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Error::e_explain(reply::UPSTREAM_UPGRADE, "upstream answered 101");
+        }
+        if response_head_len(resp) > self.max_upstream_header_bytes {
+            return Error::e_explain(
+                reply::UPSTREAM_HEAD_TOO_LARGE,
+                "upstream response head over the limit",
+            );
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -467,34 +531,28 @@ impl ProxyHttp for JwtProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
-        ctx.outcome = Some(Outcome::Proxied);
-        if let Some(token) = &ctx.token {
-            resp.insert_header(TOKEN_HEADER, token.clone())?;
+        if let Some(m) = &ctx.minted {
+            resp.insert_header(TOKEN_HEADER, m.value.clone())?;
         }
         Ok(())
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let Some(kind) = classify_failure(e) else {
-            ctx.outcome = Some(Outcome::Failed);
+        let body_done = session.as_downstream_mut().is_body_done();
+        let Some(r) = reply::classify_failure(e, body_done) else {
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
         };
-        ctx.outcome = Some(match kind.status {
-            502 | 504 => Outcome::UpstreamError,
-            400..=499 => Outcome::Rejected,
-            _ => Outcome::Failed,
-        });
-        ctx.error = Some(Cow::Owned(format!("{}: {}", kind.code, e.etype().as_str())));
-        if let Err(we) =
-            reply::write_error(session.as_downstream_mut(), kind, ctx.jti.as_str()).await
+        ctx.reply = Some(r);
+        ctx.error = Some(Cow::Owned(format!("{}: {}", r.code, e.etype().as_str())));
+        if let Err(we) = reply::write_error(session.as_downstream_mut(), r, ctx.jti.as_str()).await
         {
-            log::debug!("could not send {} to the client: {we}", kind.status);
+            log::debug!("could not send {} to the client: {we}", r.status);
         }
         FailToProxy {
-            error_code: kind.status,
+            error_code: r.status,
             can_reuse_downstream: false,
         }
     }
@@ -505,106 +563,17 @@ impl ProxyHttp for JwtProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        header_timeout::request_done(session);
-        if !ctx.counted {
-            return;
-        }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let outcome = ctx.outcome.unwrap_or(if status == 0 {
-            Outcome::Failed
-        } else {
-            Outcome::Proxied
+        let wire_len = raw_head(session).and_then(|raw| {
+            wire_body_len(session.req_header()).map(|body| raw.len() as u64 + body)
         });
-        let record = self.record(session, ctx, status);
+        header_timeout::request_done(session, wire_len);
+        let Some(u) = ctx.unrecorded.take() else {
+            return;
+        };
+        let record = self.finish_record(session, ctx, u.record);
         if self.access_log {
             access_log::write(&record);
         }
-        self.stats.request_finished(outcome, record);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A parsed head and the raw bytes it came from.
-    fn head(version: http::Version, headers: &[(&str, &str)]) -> (RequestHeader, Vec<u8>) {
-        let mut req = RequestHeader::build("POST", b"/", None).expect("request");
-        req.set_version(version);
-        let mut raw = format!("POST / {version:?}\r\n");
-        for (k, v) in headers {
-            req.append_header(k.to_string(), *v).expect("header");
-            raw.push_str(&format!("{k}: {v}\r\n"));
-        }
-        raw.push_str("\r\n");
-        (req, raw.into_bytes())
-    }
-
-    fn problem(version: http::Version, headers: &[(&str, &str)]) -> Option<&'static str> {
-        let (req, raw) = head(version, headers);
-        framing_problem(&req, &raw)
-    }
-
-    #[test]
-    fn only_unambiguous_framing_passes() {
-        const HTTP_10: http::Version = http::Version::HTTP_10;
-        const HTTP_11: http::Version = http::Version::HTTP_11;
-        let ok: &[&[(&str, &str)]] = &[
-            &[("host", "x")],
-            &[("host", "x"), ("content-length", "12")],
-            &[("host", "x"), ("transfer-encoding", "chunked")],
-            &[("host", "x"), ("transfer-encoding", "CHUNKED")],
-        ];
-        for h in ok {
-            assert_eq!(problem(HTTP_11, h), None, "{h:?}");
-        }
-        assert_eq!(problem(HTTP_10, &[]), None, "no Host in 1.0");
-        let bad: &[&[(&str, &str)]] = &[
-            &[],
-            &[
-                ("host", "x"),
-                ("content-length", "2"),
-                ("content-length", "2"),
-            ],
-            &[("host", "x"), ("content-length", "2, 2")],
-            &[("host", "x"), ("content-length", "+2")],
-            &[("host", "x"), ("content-length", "")],
-            &[
-                ("host", "x"),
-                ("content-length", "4"),
-                ("transfer-encoding", "chunked"),
-            ],
-            &[("host", "x"), ("transfer-encoding", "identity, chunked")],
-            &[("host", "x"), ("transfer-encoding", "chunked, chunked")],
-            &[
-                ("host", "x"),
-                ("transfer-encoding", "chunked"),
-                ("transfer-encoding", "chunked"),
-            ],
-            &[("host", "x"), ("transfer-encoding", "gzip")],
-        ];
-        for h in bad {
-            assert!(problem(HTTP_11, h).is_some(), "{h:?}");
-        }
-        // What Pingora hands us for Content-Length + Transfer-Encoding: the parsed copy lost the
-        // Content-Length, the raw head still has it.
-        let (req, _) = head(HTTP_11, &[("host", "x"), ("transfer-encoding", "chunked")]);
-        let raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(
-            framing_problem(&req, raw),
-            Some("both Content-Length and Transfer-Encoding")
-        );
-    }
-
-    #[test]
-    fn raw_header_lines_are_found_by_name() {
-        let raw = b"POST /content-length: HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-A: content-length:\r\n\r\n";
-        assert!(raw_has_header(raw, b"content-length"));
-        assert!(raw_has_header(raw, b"host"));
-        assert!(!raw_has_header(raw, b"transfer-encoding"));
-        assert!(!raw_has_header(
-            b"POST / HTTP/1.1\r\nX-A: content-length: 1\r\n\r\n",
-            b"content-length"
-        ));
+        self.stats.request_finished(record);
     }
 }

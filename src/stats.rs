@@ -1,118 +1,80 @@
-//! Shared, process-wide state the proxy writes and the status service reads: atomic counters,
-//! fixed-bucket histograms and a ring of the most recent request records.
+//! Shared, process-wide state the proxy writes and the status service reads: counters (one
+//! table, [`COUNTERS`], drives their JSON, metrics and HTML), fixed-bucket histograms, gauges
+//! and a ring of the most recent request records bounded by count and by bytes.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use std::borrow::Cow;
+use crate::record::{Outcome, Record};
 
-use http::{header, HeaderMap, Method, Uri};
-use serde_json::{json, Value};
-
-use crate::token::{decode_parts, Jti};
-
-/// Everything known about one finished request. Built on every request, so it holds cheap
-/// clones (the header map, method and URI share the request's buffers) and is turned into
-/// text only when the status service shows it (`to_json`).
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// Unix time the request started, in milliseconds.
-    pub time_unix_ms: u64,
-    pub client: Option<SocketAddr>,
-    pub http_version: &'static str,
-    pub method: Method,
-    /// Path and query as the client sent them.
-    pub uri: Uri,
-    /// Status sent to the client (0: none, the client went away first).
-    pub status: u16,
-    pub upstream_status: Option<u16>,
-    pub duration_us: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Request headers as received (shown with `REDACTED_HEADERS` values hidden).
-    pub headers: HeaderMap,
-    pub user: Option<String>,
-    /// Also the request id in error bodies.
-    pub jti: Jti,
-    pub iat: Option<u64>,
-    pub exp: Option<u64>,
-    /// `header.claims` of the minted token; the signature is never kept.
-    pub token_unsigned: Option<String>,
-    /// The client sent its own `x-my-jwt` (removed before forwarding).
-    pub spoofed: bool,
-    pub error: Option<Cow<'static, str>>,
+/// A monotonic event counter. Each has one row in [`COUNTERS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    TokensMinted,
+    SpoofAttempts,
+    UpstreamErrors,
+    HeaderTimeouts,
+    MalformedRequests,
+    DrainCut,
+    UpstreamResolveFailures,
 }
 
-impl Record {
-    /// Path and query as the client sent them.
-    pub fn path(&self) -> &str {
-        self.uri
-            .path_and_query()
-            .map_or_else(|| self.uri.path(), |p| p.as_str())
-    }
-
-    fn header_text(&self, name: header::HeaderName) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    }
-
-    /// The record as shown by the status service (field names documented in the README): its
-    /// fields plus the token's decoded header and claims.
-    pub fn to_json(&self) -> Value {
-        let (token_header, token_claims) = self
-            .token_unsigned
-            .as_deref()
-            .and_then(decode_parts)
-            .unwrap_or((Value::Null, Value::Null));
-        let time = chrono::DateTime::from_timestamp_millis(self.time_unix_ms as i64)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let headers: Vec<(&str, Cow<str>)> = self
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let shown = if REDACTED_HEADERS.contains(&name.as_str()) {
-                    Cow::Borrowed("[redacted]")
-                } else {
-                    String::from_utf8_lossy(value.as_bytes())
-                };
-                (name.as_str(), shown)
-            })
-            .collect();
-        json!({
-            "time": time,
-            "time_unix_ms": self.time_unix_ms,
-            "client": self.client.map(|c| c.to_string()),
-            "http_version": self.http_version,
-            "method": self.method.as_str(),
-            "path": self.path(),
-            "status": self.status,
-            "upstream_status": self.upstream_status,
-            "duration_us": self.duration_us,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "headers": headers,
-            "content_type": self.header_text(header::CONTENT_TYPE),
-            "content_encoding": self.header_text(header::CONTENT_ENCODING),
-            "user": self.user,
-            "jti": self.jti,
-            "iat": self.iat,
-            "exp": self.exp,
-            "token_header": token_header,
-            "token_claims": token_claims,
-            "spoofed": self.spoofed,
-            "error": self.error,
-        })
-    }
+/// How a counter is shown: `name` in `/status.json`, `jwt_proxy_<name>_total` in `/metrics`,
+/// `label` on the status page.
+#[derive(Debug)]
+pub struct CounterInfo {
+    pub counter: Counter,
+    pub name: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
 }
 
-/// Header names whose values are never shown.
-pub const REDACTED_HEADERS: &[&str] =
-    &["authorization", "cookie", "x-my-jwt", "proxy-authorization"];
+pub const COUNTERS: &[CounterInfo] = &[
+    CounterInfo {
+        counter: Counter::TokensMinted,
+        name: "tokens_minted",
+        label: "tokens minted",
+        help: "Tokens minted.",
+    },
+    CounterInfo {
+        counter: Counter::SpoofAttempts,
+        name: "spoof_attempts",
+        label: "requests carrying their own x-my-jwt (removed)",
+        help: "Requests that carried their own x-my-jwt (removed).",
+    },
+    CounterInfo {
+        counter: Counter::UpstreamErrors,
+        name: "upstream_errors",
+        label: "upstream errors (502/504)",
+        help: "Requests answered 502/504 because of the upstream.",
+    },
+    CounterInfo {
+        counter: Counter::HeaderTimeouts,
+        name: "header_timeouts",
+        label: "connections cut: head not received in time",
+        help: "Connections closed because a request head did not arrive within CLIENT_HEADER_TIMEOUT_MS.",
+    },
+    CounterInfo {
+        counter: Counter::MalformedRequests,
+        name: "malformed_requests",
+        label: "unparseable request heads (bare 400)",
+        help: "Request heads that could not be parsed (answered 400 by Pingora, not in requests_total).",
+    },
+    CounterInfo {
+        counter: Counter::DrainCut,
+        name: "drain_cut_requests",
+        label: "requests cut at the end of a drain",
+        help: "Requests still in flight when a stop or upgrade's grace period ended (no answer sent).",
+    },
+    CounterInfo {
+        counter: Counter::UpstreamResolveFailures,
+        name: "upstream_resolve_failures",
+        label: "failed re-resolutions of the upstream name",
+        help: "Re-resolutions of the UPSTREAM_URL host that failed (the last good address is kept).",
+    },
+];
 
 /// Cumulative histogram with fixed upper bounds (in the unit the caller records in).
 #[derive(Debug)]
@@ -164,36 +126,11 @@ pub const SIGNING_BOUNDS_NS: &[u64] = &[
     500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
 ];
 
-/// How a request ended, for the outcome counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The upstream answered (whatever its status).
-    Proxied,
-    /// Refused by the proxy before anything went upstream (4xx).
-    Rejected,
-    /// The upstream could not be reached or did not answer in time (502/504).
-    UpstreamError,
-    /// The client went away before an answer, or another failure (5xx of our own).
-    Failed,
+/// The recent-requests ring: at most `cap` records and `budget` bytes (`Record::size_bytes`).
+struct Ring {
+    records: VecDeque<Record>,
+    bytes: usize,
 }
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Proxied => "proxied",
-            Outcome::Rejected => "rejected",
-            Outcome::UpstreamError => "upstream_error",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-pub const OUTCOMES: [Outcome; 4] = [
-    Outcome::Proxied,
-    Outcome::Rejected,
-    Outcome::UpstreamError,
-    Outcome::Failed,
-];
 
 pub struct Stats {
     pub started_at: SystemTime,
@@ -202,18 +139,17 @@ pub struct Stats {
     outcomes: [AtomicU64; 4],
     /// Indexed by status code 0..=599 (0: no response was sent).
     by_status: Box<[AtomicU64]>,
-    pub tokens_minted: AtomicU64,
-    pub spoof_attempts: AtomicU64,
-    pub upstream_errors: AtomicU64,
+    counters: [AtomicU64; COUNTERS.len()],
     pub in_flight: AtomicU64,
-    /// Connections closed because a request head did not arrive in time (no request counted).
-    pub header_timeouts: AtomicU64,
-    /// Request heads Pingora could not parse and refused with its own 400 (no request counted).
-    pub malformed_requests: AtomicU64,
+    /// Client connections open now (the drain waits for this to reach 0).
+    pub open_connections: AtomicU64,
+    /// A stop or upgrade has begun: listeners closed, `/readyz` says 503.
+    pub draining: AtomicBool,
     pub request_duration_us: Histogram,
     pub signing_duration_ns: Histogram,
-    recent: Mutex<VecDeque<Record>>,
+    recent: Mutex<Ring>,
     recent_cap: usize,
+    recent_budget: usize,
 }
 
 impl std::fmt::Debug for Stats {
@@ -225,24 +161,35 @@ impl std::fmt::Debug for Stats {
 }
 
 impl Stats {
-    pub fn new(recent_cap: usize) -> Stats {
+    /// A ring of at most `recent_cap` records holding at most `recent_budget` bytes.
+    pub fn new(recent_cap: usize, recent_budget: usize) -> Stats {
         Stats {
             started_at: SystemTime::now(),
             started: Instant::now(),
             requests: AtomicU64::new(0),
             outcomes: Default::default(),
             by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
-            tokens_minted: AtomicU64::new(0),
-            spoof_attempts: AtomicU64::new(0),
-            upstream_errors: AtomicU64::new(0),
+            counters: Default::default(),
             in_flight: AtomicU64::new(0),
-            header_timeouts: AtomicU64::new(0),
-            malformed_requests: AtomicU64::new(0),
+            open_connections: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
             request_duration_us: Histogram::new(DURATION_BOUNDS_US),
             signing_duration_ns: Histogram::new(SIGNING_BOUNDS_NS),
-            recent: Mutex::new(VecDeque::with_capacity(recent_cap)),
+            recent: Mutex::new(Ring {
+                records: VecDeque::with_capacity(recent_cap.min(1024)),
+                bytes: 0,
+            }),
             recent_cap,
+            recent_budget,
         }
+    }
+
+    pub fn inc(&self, c: Counter) {
+        self.counters[c as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn count(&self, c: Counter) -> u64 {
+        self.counters[c as usize].load(Relaxed)
     }
 
     pub fn uptime_secs(&self) -> u64 {
@@ -254,26 +201,32 @@ impl Stats {
     }
 
     /// Count a finished request and keep its record (building the record happens outside the
-    /// lock; the critical section is one push and at most one pop).
-    pub fn request_finished(&self, outcome: Outcome, record: Record) {
+    /// lock; the critical section is one push and a few pops).
+    pub fn request_finished(&self, record: Record) {
         self.in_flight.fetch_sub(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
-        self.outcomes[outcome as usize].fetch_add(1, Relaxed);
+        self.outcomes[record.outcome as usize].fetch_add(1, Relaxed);
         if let Some(c) = self.by_status.get(record.status as usize) {
             c.fetch_add(1, Relaxed);
         }
-        if outcome == Outcome::UpstreamError {
-            self.upstream_errors.fetch_add(1, Relaxed);
+        if record.outcome == Outcome::UpstreamError {
+            self.inc(Counter::UpstreamErrors);
         }
         if record.spoofed {
-            self.spoof_attempts.fetch_add(1, Relaxed);
+            self.inc(Counter::SpoofAttempts);
         }
         self.request_duration_us.observe(record.duration_us);
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == self.recent_cap {
-            recent.pop_front();
+        let size = record.size_bytes();
+        let mut ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        ring.bytes += size;
+        ring.records.push_back(record);
+        while ring.records.len() > self.recent_cap
+            || (ring.bytes > self.recent_budget && ring.records.len() > 1)
+        {
+            if let Some(old) = ring.records.pop_front() {
+                ring.bytes -= old.size_bytes();
+            }
         }
-        recent.push_back(record);
     }
 
     pub fn outcome_count(&self, o: Outcome) -> u64 {
@@ -291,34 +244,49 @@ impl Stats {
 
     /// The recent records, newest first.
     pub fn recent(&self) -> Vec<Record> {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.iter().rev().cloned().collect()
+        let ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        ring.records.iter().rev().cloned().collect()
+    }
+
+    /// `(records, bytes)` held by the recent-requests ring.
+    pub fn recent_usage(&self) -> (usize, usize) {
+        let ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        (ring.records.len(), ring.bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::ShownHeaders;
+    use crate::token::Jti;
+    use http::Method;
 
-    fn record(status: u16) -> Record {
+    fn record(status: u16, path_len: usize) -> Record {
         Record {
             time_unix_ms: 0,
             client: None,
             http_version: "HTTP/1.1",
             method: Method::POST,
-            uri: Uri::from_static("/"),
+            path: "/".repeat(path_len),
             status,
             upstream_status: None,
             duration_us: 700,
             bytes_in: 0,
             bytes_out: 0,
-            headers: HeaderMap::new(),
+            head_bytes: 0,
+            headers: ShownHeaders::default(),
             user: None,
             jti: Jti::from_bytes([(status % 256) as u8; 16]),
             iat: None,
             exp: None,
             token_unsigned: None,
             spoofed: status == 200,
+            outcome: if status == 502 {
+                Outcome::UpstreamError
+            } else {
+                Outcome::Proxied
+            },
             error: None,
         }
     }
@@ -337,28 +305,44 @@ mod tests {
 
     #[test]
     fn ring_keeps_the_newest() {
-        let s = Stats::new(3);
+        let s = Stats::new(3, 1 << 20);
         for st in [200, 201, 202, 502] {
             s.request_started();
-            s.request_finished(
-                if st == 502 {
-                    Outcome::UpstreamError
-                } else {
-                    Outcome::Proxied
-                },
-                record(st),
-            );
+            s.request_finished(record(st, 1));
         }
         let statuses: Vec<_> = s.recent().into_iter().map(|r| r.status).collect();
         assert_eq!(statuses, [502, 202, 201]);
         assert_eq!(s.requests.load(Relaxed), 4);
         assert_eq!(s.in_flight.load(Relaxed), 0);
-        assert_eq!(s.upstream_errors.load(Relaxed), 1);
-        assert_eq!(s.spoof_attempts.load(Relaxed), 1);
+        assert_eq!(s.count(Counter::UpstreamErrors), 1);
+        assert_eq!(s.count(Counter::SpoofAttempts), 1);
         assert_eq!(
             s.status_counts(),
             vec![(200, 1), (201, 1), (202, 1), (502, 1)]
         );
         assert_eq!(s.outcome_count(Outcome::Proxied), 3);
+    }
+
+    #[test]
+    fn ring_stays_within_its_byte_budget() {
+        let one = record(200, 1000).size_bytes();
+        let s = Stats::new(10_000, 10 * one);
+        for _ in 0..1000 {
+            s.request_started();
+            s.request_finished(record(200, 1000));
+        }
+        let (n, bytes) = s.recent_usage();
+        assert_eq!(n, 10);
+        assert!(bytes <= 10 * one, "{bytes}");
+        // A record larger than the whole budget is still kept alone (the newest is always shown).
+        s.request_finished(record(201, 20 * 1000));
+        assert_eq!(s.recent_usage().0, 1);
+    }
+
+    #[test]
+    fn every_counter_has_one_row() {
+        for (i, row) in COUNTERS.iter().enumerate() {
+            assert_eq!(row.counter as usize, i, "{} out of order", row.name);
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The status service (its own port): `/status` (HTML), `/status.json`, `/healthz`, `/readyz`,
-//! `/metrics` (Prometheus text). Reads `stats` only; everything shown is escaped.
+//! `/metrics` (Prometheus text). Reads `stats` only; everything shown is escaped. Per-request
+//! detail (`/status`, `/status.json`) needs `Authorization: Bearer <STATUS_TOKEN>` when a token
+//! is configured; health, readiness and metrics stay open.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -13,7 +15,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
-use crate::stats::{Histogram, Record, Stats, OUTCOMES};
+use crate::record::{Record, OUTCOMES};
+use crate::stats::{Histogram, Stats, COUNTERS};
+use crate::upstream::Upstream;
 
 /// Facts fixed at start-up that the status service shows.
 #[derive(Debug, Clone)]
@@ -22,8 +26,10 @@ pub struct Info {
     pub pid: u32,
     pub listen: SocketAddr,
     pub upstream_url: String,
-    pub upstream_addr: SocketAddr,
+    pub upstream: Arc<Upstream>,
     pub connect_timeout: Duration,
+    /// Required as a bearer token for per-request detail, when set.
+    pub status_token: Option<String>,
     pub key_fingerprint: String,
     pub demo_key: bool,
     pub kid: Option<String>,
@@ -46,7 +52,20 @@ impl ServeHttp for StatusApp {
                 br#"{"error":"method_not_allowed","status":405}"#.to_vec(),
             );
         }
-        match req.uri.path() {
+        let path = req.uri.path();
+        if matches!(path, "/status" | "/" | "/status.json") && !self.authorized(session) {
+            let mut r = respond(
+                401,
+                "application/json",
+                br#"{"error":"status_token_required","status":401}"#.to_vec(),
+            );
+            r.headers_mut().insert(
+                "www-authenticate",
+                http::HeaderValue::from_static("Bearer realm=\"jwt-proxy status\""),
+            );
+            return r;
+        }
+        match path {
             "/status" | "/" => respond(200, "text/html; charset=utf-8", self.html().into_bytes()),
             "/status.json" => respond(
                 200,
@@ -55,8 +74,15 @@ impl ServeHttp for StatusApp {
             ),
             "/healthz" => respond(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
-                let ready = self.upstream_accepts().await;
-                let body = json!({"ready": ready, "upstream": self.info.upstream_url});
+                let draining = self.stats.draining.load(Relaxed);
+                let upstream_ok = !draining && self.upstream_accepts().await;
+                let ready = upstream_ok && !draining;
+                let body = json!({
+                    "ready": ready,
+                    "draining": draining,
+                    "upstream": self.info.upstream_url,
+                    "upstream_addr": self.info.upstream.addr().to_string(),
+                });
                 respond(
                     if ready { 200 } else { 503 },
                     "application/json",
@@ -102,9 +128,27 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
     r
 }
 
+/// Equal without an early exit on the first difference (no timing hint about the token).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl StatusApp {
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(token) = &self.info.status_token else {
+            return true;
+        };
+        session
+            .req_header()
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| crate::identity::bearer_token(v.as_bytes()))
+            .any(|given| same_secret(given, token.as_bytes()))
+    }
+
     async fn upstream_accepts(&self) -> bool {
-        let connect = tokio::net::TcpStream::connect(self.info.upstream_addr);
+        let connect = tokio::net::TcpStream::connect(self.info.upstream.addr());
         matches!(
             tokio::time::timeout(self.info.connect_timeout, connect).await,
             Ok(Ok(_))
@@ -128,7 +172,7 @@ impl StatusApp {
             .into_iter()
             .map(|(st, n)| (st.to_string(), n.into()))
             .collect();
-        json!({
+        let mut doc = json!({
             "service": "jwt-proxy",
             "version": self.info.version,
             "pid": self.info.pid,
@@ -140,17 +184,20 @@ impl StatusApp {
             "key_fingerprint": self.info.key_fingerprint,
             "demo_key": self.info.demo_key,
             "kid": self.info.kid,
+            "upstream_addr": self.info.upstream.addr().to_string(),
             "requests_total": s.requests.load(Relaxed),
-            "tokens_minted": s.tokens_minted.load(Relaxed),
-            "spoof_attempts": s.spoof_attempts.load(Relaxed),
-            "upstream_errors": s.upstream_errors.load(Relaxed),
             "in_flight": s.in_flight.load(Relaxed),
-            "header_timeouts": s.header_timeouts.load(Relaxed),
-            "malformed_requests": s.malformed_requests.load(Relaxed),
+            "open_connections": s.open_connections.load(Relaxed),
+            "draining": s.draining.load(Relaxed),
+            "recent_bytes": s.recent_usage().1,
             "outcomes": outcomes,
             "by_status": by_status,
             "recent": s.recent().iter().map(Record::to_json).collect::<Vec<_>>(),
-        })
+        });
+        for c in COUNTERS {
+            doc[c.name] = s.count(c.counter).into();
+        }
+        doc
     }
 
     pub fn metrics(&self) -> String {
@@ -179,51 +226,39 @@ impl StatusApp {
                 s.outcome_count(o)
             );
         }
-        for (name, kind, help, v) in [
-            (
-                "jwt_proxy_tokens_minted_total",
-                "counter",
-                "Tokens minted.",
-                s.tokens_minted.load(Relaxed),
-            ),
-            (
-                "jwt_proxy_spoof_attempts_total",
-                "counter",
-                "Requests that carried their own x-my-jwt (removed).",
-                s.spoof_attempts.load(Relaxed),
-            ),
-            (
-                "jwt_proxy_upstream_errors_total",
-                "counter",
-                "Requests answered 502/504 because of the upstream.",
-                s.upstream_errors.load(Relaxed),
-            ),
-            (
-                "jwt_proxy_header_timeouts_total",
-                "counter",
-                "Connections closed because a request head did not arrive within CLIENT_HEADER_TIMEOUT_MS.",
-                s.header_timeouts.load(Relaxed),
-            ),
-            (
-                "jwt_proxy_malformed_requests_total",
-                "counter",
-                "Request heads that could not be parsed (answered 400 by Pingora, not in requests_total).",
-                s.malformed_requests.load(Relaxed),
-            ),
+        for c in COUNTERS {
+            let name = format!("jwt_proxy_{}_total", c.name);
+            family(&mut out, &name, "counter", c.help);
+            let _ = writeln!(out, "{name} {}", s.count(c.counter));
+        }
+        for (name, help, v) in [
             (
                 "jwt_proxy_in_flight_requests",
-                "gauge",
                 "Requests being handled now.",
                 s.in_flight.load(Relaxed),
             ),
             (
+                "jwt_proxy_open_connections",
+                "Client connections open now.",
+                s.open_connections.load(Relaxed),
+            ),
+            (
+                "jwt_proxy_draining",
+                "1 while a stop or upgrade drains this process (its listeners are closed).",
+                u64::from(s.draining.load(Relaxed)),
+            ),
+            (
                 "jwt_proxy_uptime_seconds",
-                "gauge",
                 "Seconds since this process started.",
                 s.uptime_secs(),
             ),
+            (
+                "jwt_proxy_process_id",
+                "This process's pid: during an upgrade two processes answer; tell them apart.",
+                u64::from(self.info.pid),
+            ),
         ] {
-            family(&mut out, name, kind, help);
+            family(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {v}");
         }
         histogram(
@@ -252,30 +287,33 @@ impl StatusApp {
             th{background:#f3f3f3}code,pre{font-size:12px;white-space:pre-wrap;word-break:break-all}</style>\
             </head><body><h1>jwt-proxy status</h1>");
         h.push_str("<table id=\"summary\">");
-        for key in [
-            "version",
-            "pid",
-            "started_at",
-            "uptime_secs",
-            "listen",
-            "upstream_url",
-            "user_source",
-            "key_fingerprint",
-            "kid",
-            "demo_key",
-            "requests_total",
-            "tokens_minted",
-            "spoof_attempts",
-            "upstream_errors",
-            "in_flight",
-            "header_timeouts",
-            "malformed_requests",
-        ] {
+        let mut rows: Vec<(&str, String)> = [
+            ("version", "version"),
+            ("pid", "pid"),
+            ("started at", "started_at"),
+            ("uptime (s)", "uptime_secs"),
+            ("listening on", "listen"),
+            ("upstream", "upstream_url"),
+            ("upstream address", "upstream_addr"),
+            ("user source", "user_source"),
+            ("signing key fingerprint", "key_fingerprint"),
+            ("kid", "kid"),
+            ("public demo key", "demo_key"),
+            ("requests", "requests_total"),
+            ("in flight", "in_flight"),
+            ("open connections", "open_connections"),
+            ("draining", "draining"),
+        ]
+        .into_iter()
+        .map(|(label, key)| (label, plain(&j[key])))
+        .collect();
+        rows.extend(COUNTERS.iter().map(|c| (c.label, plain(&j[c.name]))));
+        for (label, value) in rows {
             let _ = write!(
                 h,
                 "<tr><th>{}</th><td>{}</td></tr>",
-                esc(key),
-                esc(&plain(&j[key]))
+                esc(label),
+                esc(&value)
             );
         }
         for (name, map) in [("outcome", &j["outcomes"]), ("status", &j["by_status"])] {

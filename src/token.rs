@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -16,6 +17,12 @@ pub const DEMO_SECRET: &str = "a9ddbcaba8c0ac1a0a812dc0c2f08514b23f2db0a68343cb8
 
 /// Inbound bearer tokens larger than this are refused before any parsing.
 pub const MAX_BEARER_BYTES: usize = 8 * 1024;
+
+/// Shortest signing key: HS512 needs a key at least as long as its hash (RFC 7518 §3.2).
+pub const MIN_SIGNING_KEY_BYTES: usize = 64;
+
+/// Shortest key for verifying inbound bearer tokens: HS256's minimum (RFC 7518 §3.2).
+pub const MIN_BEARER_KEY_BYTES: usize = 32;
 
 /// How the configured secret text is turned into key bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +65,17 @@ impl fmt::Debug for Key {
 
 impl Key {
     /// Decode `secret` under `encoding`. The error says what is wrong, never the secret.
+    /// `text` keys are taken byte for byte (a blank one is refused); `hex` and `base64` ignore
+    /// surrounding ASCII whitespace.
     pub fn decode(secret: &str, encoding: KeyEncoding) -> Result<Key, String> {
         let bytes = match encoding {
+            KeyEncoding::Text if !secret.is_empty() && secret.trim().is_empty() => {
+                return Err("is blank (only whitespace)".into())
+            }
             KeyEncoding::Text => secret.as_bytes().to_vec(),
-            KeyEncoding::Hex => decode_hex(secret.trim())?,
+            KeyEncoding::Hex => decode_hex(secret.trim_ascii())?,
             KeyEncoding::Base64 => {
-                let s = secret.trim();
+                let s = secret.trim_ascii();
                 [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
                     .iter()
                     .find_map(|e| e.decode(s).ok())
@@ -76,8 +88,44 @@ impl Key {
         Ok(Key(bytes))
     }
 
+    /// The public demo key (`DEMO_SECRET` as text).
+    pub fn demo() -> Key {
+        Key(DEMO_SECRET.as_bytes().to_vec())
+    }
+
+    /// Read a key from a file: the one loader for key files (the proxy's `JWT_SECRET_FILE` and
+    /// `BEARER_SECRET_FILE`, and the `--secret-file` of `protected-echo` and `jwt-post`). A `text`
+    /// key loses one trailing `"\n"` or `"\r\n"` (what editors and `echo` add) and nothing
+    /// else; `hex` and `base64` ignore surrounding ASCII whitespace. An empty or blank file is an
+    /// error, never an empty key. The error names the file, never its contents.
+    pub fn from_file(path: &Path, encoding: KeyEncoding) -> Result<Key, String> {
+        let text = read_secret_file(path)?;
+        let text = match encoding {
+            KeyEncoding::Text => text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text),
+            KeyEncoding::Hex | KeyEncoding::Base64 => text.trim_ascii(),
+        };
+        Key::decode(text, encoding).map_err(|p| {
+            format!(
+                "the key in {} {p} (encoding {})",
+                path.display(),
+                encoding.as_str()
+            )
+        })
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// First 16 hex digits of SHA-256 of the key bytes: identifies a key without revealing it.
@@ -88,6 +136,43 @@ impl Key {
 
     pub fn is_demo(&self) -> bool {
         self.0 == DEMO_SECRET.as_bytes()
+    }
+}
+
+/// The text of a secrets file (a key or a token). Empty or whitespace-only files are refused:
+/// a secret that is not there must not read as one.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.trim().is_empty() {
+        return Err(format!(
+            "{} is {}",
+            path.display(),
+            if text.is_empty() {
+                "empty"
+            } else {
+                "blank (only whitespace)"
+            }
+        ));
+    }
+    Ok(text)
+}
+
+/// The key given to a command-line tool (`protected-echo`, `jwt-post`): `--secret-file` wins over
+/// `--secret`; `None` when neither is given. Errors are usage errors and never show the key.
+pub fn key_from_args(
+    secret: Option<&str>,
+    secret_file: Option<&Path>,
+    encoding: &str,
+) -> Result<Option<Key>, String> {
+    let encoding = KeyEncoding::parse(encoding)
+        .ok_or_else(|| format!("--secret-encoding {encoding:?} is not one of text, hex, base64"))?;
+    match (secret_file, secret) {
+        (Some(path), _) => Key::from_file(path, encoding).map(Some),
+        (None, Some(s)) => Key::decode(s, encoding)
+            .map(Some)
+            .map_err(|p| format!("the key {p} (encoding {})", encoding.as_str())),
+        (None, None) => Ok(None),
     }
 }
 
@@ -435,6 +520,50 @@ mod tests {
             Key::decode("", KeyEncoding::Base64).unwrap_err(),
             "is empty"
         );
+        assert!(Key::decode(" \t ", KeyEncoding::Text)
+            .unwrap_err()
+            .contains("blank"));
+    }
+
+    #[test]
+    fn key_files_trim_only_what_the_encoding_allows() {
+        let dir = std::env::temp_dir().join(format!("jwt-proxy-keyfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        let load = |contents: &str, encoding| {
+            std::fs::write(&file, contents).unwrap();
+            Key::from_file(&file, encoding)
+        };
+        let text = |contents: &str| load(contents, KeyEncoding::Text).map(|k| k.bytes().to_vec());
+        // text: one trailing "\n" or "\r\n" only; everything else is part of the key.
+        assert_eq!(text("k-1\n").unwrap(), b"k-1");
+        assert_eq!(text("k-1\r\n").unwrap(), b"k-1");
+        assert_eq!(text("k-1").unwrap(), b"k-1");
+        assert_eq!(text("k-1\n\n").unwrap(), b"k-1\n");
+        assert_eq!(text(" k-1 \n").unwrap(), b" k-1 ");
+        // hex and base64: surrounding ASCII whitespace.
+        let hex = load(" \t00ff10\r\n\n", KeyEncoding::Hex).unwrap();
+        assert_eq!(hex.bytes(), [0, 255, 16]);
+        assert_eq!(load("\nAP8Q\n", KeyEncoding::Base64).unwrap(), hex);
+        // Empty or blank: an error naming the file, in every encoding.
+        for blank in ["", "\n", "\r\n", " \n", "\t\t"] {
+            for encoding in [KeyEncoding::Text, KeyEncoding::Hex, KeyEncoding::Base64] {
+                let e = load(blank, encoding).unwrap_err();
+                assert!(e.contains(&file.display().to_string()), "{e}");
+                assert!(e.contains("empty") || e.contains("blank"), "{blank:?}: {e}");
+            }
+        }
+        let e = Key::from_file(&dir.join("missing"), KeyEncoding::Text).unwrap_err();
+        assert!(e.starts_with("cannot read"), "{e}");
+        // The command-line tools' loader: the file wins, a bad encoding is named.
+        std::fs::write(&file, "from-file\n").unwrap();
+        let k = key_from_args(Some("from-arg"), Some(&file), "text").unwrap();
+        assert_eq!(k.unwrap().bytes(), b"from-file");
+        assert_eq!(key_from_args(None, None, "hex"), Ok(None));
+        assert!(key_from_args(Some("x"), None, "rot13")
+            .unwrap_err()
+            .contains("--secret-encoding"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -77,7 +77,8 @@ fn the_harness_sees_injection_when_there_is_some() {
 
 #[test]
 fn hostile_values_are_inert_on_the_status_page() {
-    let (_echo, proxy) = start_stack(&[]);
+    // x-evil's value is shown only because it is allow-listed here (redacted by default).
+    let (_echo, proxy) = start_stack(&[("STATUS_SHOW_HEADERS", "content-type,user-agent,x-evil")]);
     let dir = scratch_dir("browser");
     // Normal traffic first, so that the tables have ordinary rows too.
     for user in ["alice", "bob"] {

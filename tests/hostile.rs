@@ -279,7 +279,7 @@ fn slowloris_is_cut_off_at_the_header_timeout_while_others_are_served() {
     assert_eq!(ka.post("/", &[], b"{}").unwrap().status, 200);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(ka.post("/", &[], b"{}").unwrap().status, 200);
-    assert_eq!(ka.resent, 0, "the idle connection was kept");
+    assert_eq!(ka.reopened, 0, "the idle connection was kept");
     assert_eq!(status_counter(&proxy, "header_timeouts"), 25);
 }
 
@@ -457,7 +457,7 @@ fn a_thousand_idle_keepalive_connections_do_not_starve_active_clients() {
     // And every idle connection is still open and usable.
     for c in idle.iter_mut() {
         assert_eq!(c.post("/", &[], b"{}").unwrap().status, 200);
-        assert_eq!(c.resent, 0);
+        assert_eq!(c.reopened, 0);
     }
     assert_eq!(echo.received(), 2400);
     assert_eq!(status_counter(&proxy, "in_flight"), 0);
@@ -489,7 +489,7 @@ fn forge(header: serde_json::Value, claims: serde_json::Value, key: &[u8], alg: 
 
 #[test]
 fn bearer_attacks_are_refused_and_never_forwarded() {
-    let (echo, proxy) = start_stack(&[("USER_SOURCE", "bearer"), ("USER_DEFAULT", "")]);
+    let (echo, proxy) = start_stack(&[("USER_SOURCE", "bearer"), ("USER_DEFAULT", "none")]);
     let key = DEMO_SECRET.as_bytes();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -607,7 +607,7 @@ fn bearer_attacks_are_refused_and_never_forwarded() {
 
 #[test]
 fn json_identity_attacks_are_refused_and_never_forwarded() {
-    let (echo, proxy) = start_stack(&[("USER_SOURCE", "json:user"), ("USER_DEFAULT", "")]);
+    let (echo, proxy) = start_stack(&[("USER_SOURCE", "json:user"), ("USER_DEFAULT", "none")]);
     let nested = |n: usize| {
         format!(r#"{{"user":"bob","x":{}{}}}"#, "[".repeat(n), "]".repeat(n)).into_bytes()
     };

@@ -216,3 +216,102 @@ mod toml_like {
         Manifest { bins }
     }
 }
+
+/// `${NAME:-default}` → `default`; anything else as is.
+fn compose_default(v: &str) -> String {
+    match v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(inner) => inner
+            .split_once(":-")
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default(),
+        None => v.to_string(),
+    }
+}
+
+#[test]
+fn compose_stack_configuration_loads() {
+    let c = compose();
+    let proxy = &c["services"]["proxy"];
+    // Compose sets only variables it has a value for: `JWT_KID: ${JWT_KID:-}` would override
+    // the YAML file with nothing.
+    let mut env: std::collections::BTreeMap<String, String> = Default::default();
+    // The image's ENV first (Dockerfile), then compose's environment.
+    let dockerfile = read("Dockerfile").replace("\\\n", " ");
+    for line in dockerfile.lines().filter(|l| l.starts_with("ENV ")) {
+        for pair in line[4..].split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            env.insert(k.into(), v.into());
+        }
+    }
+    assert_eq!(env["STATUS_ADDR"], "0.0.0.0");
+    for (name, svc) in c["services"].as_mapping().unwrap() {
+        for (k, v) in svc["environment"].as_mapping().into_iter().flatten() {
+            let (k, v) = (k.as_str().unwrap(), v.as_str().unwrap());
+            assert!(
+                !compose_default(v).trim().is_empty(),
+                "{name:?} sets {k} without a value: {v:?}"
+            );
+        }
+    }
+    // Secrets: /run/secrets/NAME is the file the compose file names (its default).
+    let secret_file = |path: &str| match path.strip_prefix("/run/secrets/") {
+        Some(name) => {
+            let file = compose_default(c["secrets"][name]["file"].as_str().unwrap());
+            manifest_dir().join(file).display().to_string()
+        }
+        None => path.to_string(),
+    };
+    for (k, v) in proxy["environment"].as_mapping().unwrap() {
+        let v = secret_file(&compose_default(v.as_str().unwrap()));
+        env.insert(k.as_str().unwrap().into(), v);
+    }
+    let yaml = read("conf/jwt-proxy.yaml");
+    let config = jwt_proxy::config::Config::from_yaml(&yaml, &|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the compose stack's configuration: {e}"));
+    assert!(config.key.is_demo(), "the demo secret file");
+    let token = read("conf/demo-status-token.txt");
+    assert_eq!(config.status_token.as_deref(), Some(token.trim()));
+    assert!(token.trim().len() >= 16);
+    // Without the token secret the image's status address is refused.
+    env.remove("STATUS_TOKEN_FILE");
+    let e = jwt_proxy::config::Config::from_yaml(&yaml, &|k| env.get(k).cloned()).unwrap_err();
+    assert_eq!(e.setting(), "STATUS_TOKEN", "{e}");
+    // Docker waits longer than the proxy's drain before it kills the container.
+    let stop: u64 = proxy["stop_grace_period"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    let drain = config.server.grace_period_seconds.unwrap()
+        + config.server.graceful_shutdown_timeout_seconds.unwrap();
+    assert!(
+        stop > drain,
+        "stop_grace_period {stop}s, drain up to {drain}s"
+    );
+}
+
+#[test]
+fn make_run_and_reload_ask_for_the_demo_key_only_as_a_default() {
+    for target in ["run", "reload"] {
+        let out = Command::new("make")
+            .args(["-n", target])
+            .current_dir(manifest_dir())
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("make -n {target}"));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("JWT_DEMO_KEY=${JWT_DEMO_KEY:-true}"),
+            "{target}: {script}"
+        );
+    }
+    // What `make run` gives jwt-proxy is a configuration that loads, with the demo key.
+    let yaml = read("conf/jwt-proxy.yaml");
+    let env = |k: &str| (k == "JWT_DEMO_KEY").then(|| "true".to_string());
+    let config = jwt_proxy::config::Config::from_yaml(&yaml, &env).unwrap();
+    assert!(config.key.is_demo());
+    // Without it, the shipped file alone has no key.
+    let e = jwt_proxy::config::Config::from_yaml(&yaml, &|_| None).unwrap_err();
+    assert_eq!(e.setting(), "JWT_SECRET");
+}

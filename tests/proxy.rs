@@ -190,7 +190,7 @@ fn chunked_body_over_the_limit_is_413() {
 
 #[test]
 fn identity_required_gives_401() {
-    let (echo, proxy) = start_stack(&[("USER_DEFAULT", "")]);
+    let (echo, proxy) = start_stack(&[("USER_DEFAULT", "none")]);
     let r = post(proxy.addr, "/", &[], b"{}");
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"], "identity_required");
@@ -205,7 +205,7 @@ fn identity_required_gives_401() {
 fn bearer_source_verifies_and_does_not_forward_authorization() {
     let vectors: serde_json::Value =
         serde_json::from_str(include_str!("data/test-vectors.json")).unwrap();
-    let (echo, proxy) = start_stack(&[("USER_SOURCE", "bearer"), ("USER_DEFAULT", "")]);
+    let (echo, proxy) = start_stack(&[("USER_SOURCE", "bearer"), ("USER_DEFAULT", "none")]);
     for case in vectors["bearer"]["accept"].as_array().unwrap() {
         let auth = format!("Bearer {}", case["token"].as_str().unwrap());
         let r = post(proxy.addr, "/", &[("authorization", &auth)], b"{}");
@@ -544,7 +544,8 @@ fn config_errors_stop_startup_with_exit_2() {
         for (k, _) in jwt_proxy::config::SETTINGS {
             cmd.env_remove(k);
         }
-        cmd.envs(env.iter().copied());
+        // No key is an error of its own (tests/operations.rs): the demo key, unless replaced.
+        cmd.env("JWT_DEMO_KEY", "true").envs(env.iter().copied());
         cmd.output().unwrap()
     };
     for (env, setting) in [
@@ -661,7 +662,7 @@ fn idle_client_connections_are_closed_after_the_keepalive_timeout() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(
-        client.resent, 0,
+        client.reopened, 0,
         "a connection idle for less than the timeout is kept"
     );
 

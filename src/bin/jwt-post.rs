@@ -1,12 +1,14 @@
 //! jwt-post: POST JSON through jwt-proxy and show the response and its token.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
 use jwt_proxy::client::{describe, exit, load_data, parse_header, verify};
+use jwt_proxy::token::key_from_args;
 
 /// POST JSON to jwt-proxy; print the status, the response headers and the x-my-jwt token decoded.
 #[derive(Parser, Debug)]
@@ -36,7 +38,11 @@ struct Args {
     /// Verify the token with this key.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
-    /// How --secret is encoded: text, hex, base64.
+    /// Read the key from this file instead (text: one trailing newline ignored; hex and
+    /// base64: surrounding whitespace ignored; an empty file is an error).
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    secret_file: Option<String>,
+    /// How the key is encoded: text, hex, base64.
     #[arg(long, env = "JWT_SECRET_ENCODING", default_value = "text")]
     secret_encoding: String,
     /// Give up after this many seconds.
@@ -79,6 +85,12 @@ fn run(args: &Args) -> Result<u8, u8> {
     if args.probe {
         return Ok(probe(args));
     }
+    let key = key_from_args(
+        args.secret.as_deref(),
+        args.secret_file.as_deref().map(Path::new),
+        &args.secret_encoding,
+    )
+    .map_err(|e| fail(exit::USAGE, e))?;
     let body = load_data(&args.data).map_err(|e| fail(exit::USAGE, e))?;
     let mut headers = Vec::new();
     for h in &args.headers {
@@ -140,8 +152,8 @@ fn run(args: &Args) -> Result<u8, u8> {
         std::fs::write(path, format!("{token}\n"))
             .map_err(|e| fail(exit::REQUEST_FAILED, format!("cannot write {path}: {e}")))?;
     }
-    if let Some(secret) = &args.secret {
-        match verify(&token, secret, &args.secret_encoding) {
+    if let Some(key) = &key {
+        match verify(&token, key) {
             Ok(_) if args.quiet => {}
             Ok(_) => println!("token verified: HS512 signature valid with the given key"),
             Err(e) => {

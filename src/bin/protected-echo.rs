@@ -1,5 +1,6 @@
 //! protected-echo: the demo/test upstream (see `jwt_proxy::echo`).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -8,7 +9,7 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use jwt_proxy::echo::EchoApp;
-use jwt_proxy::token::{Key, KeyEncoding, DEMO_SECRET};
+use jwt_proxy::token::{key_from_args, Key};
 
 /// A small upstream for jwt-proxy: answers POST /protected with a JSON echo of the request.
 #[derive(Parser, Debug)]
@@ -20,7 +21,8 @@ struct Args {
     /// Key that x-my-jwt tokens are verified with (default: the demo key).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
-    /// Read the key from this file instead (trailing newline ignored).
+    /// Read the key from this file instead (text: one trailing newline ignored; hex and
+    /// base64: surrounding whitespace ignored; an empty file is an error).
     #[arg(long, env = "JWT_SECRET_FILE")]
     secret_file: Option<String>,
     /// How the key is encoded: text, hex or base64.
@@ -46,25 +48,14 @@ fn main() -> ExitCode {
     let key = if args.no_verify {
         None
     } else {
-        let Some(encoding) = KeyEncoding::parse(&args.secret_encoding) else {
-            eprintln!("protected-echo: --secret-encoding must be text, hex or base64");
-            return ExitCode::from(2);
-        };
-        let secret = match (&args.secret_file, &args.secret) {
-            (Some(path), _) => match std::fs::read_to_string(path) {
-                Ok(s) => s.trim_end_matches(['\n', '\r']).to_string(),
-                Err(e) => {
-                    eprintln!("protected-echo: cannot read {path}: {e}");
-                    return ExitCode::from(2);
-                }
-            },
-            (None, Some(s)) => s.clone(),
-            (None, None) => DEMO_SECRET.to_string(),
-        };
-        match Key::decode(&secret, encoding) {
-            Ok(k) => Some(k),
-            Err(p) => {
-                eprintln!("protected-echo: the key {p}");
+        match key_from_args(
+            args.secret.as_deref(),
+            args.secret_file.as_deref().map(Path::new),
+            &args.secret_encoding,
+        ) {
+            Ok(key) => Some(key.unwrap_or_else(Key::demo)),
+            Err(e) => {
+                eprintln!("protected-echo: {e}");
                 return ExitCode::from(2);
             }
         }

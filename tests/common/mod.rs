@@ -117,6 +117,8 @@ pub fn start_proxy(upstream_url: &str, env: &[(&str, &str)]) -> Proxy {
         ("STATUS_PORT", status_port.to_string()),
         ("UPSTREAM_URL", upstream_url.to_string()),
         ("RUST_LOG", "warn".into()),
+        // Tests sign with the public demo key unless they give a key of their own.
+        ("JWT_DEMO_KEY", "true".into()),
     ];
     all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
     let proc = spawn(env!("CARGO_BIN_EXE_jwt-proxy"), &[], &all, "proxy");
@@ -335,13 +337,16 @@ pub fn run_python(script: &str, input: &serde_json::Value) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A keep-alive HTTP/1.1 client on one connection, reconnecting when the server closes it.
+/// A keep-alive HTTP/1.1 client on one connection that never re-sends a request, like a
+/// browser or Python's urllib3 sending a POST: before reusing its idle connection it checks
+/// whether the server has closed it (and opens a new one if so); any failure after the
+/// request went out is an error.
 pub struct KeepAlive {
     addr: SocketAddr,
     stream: Option<TcpStream>,
-    /// Requests re-sent because the connection closed before any byte of the response: the
-    /// server never read them (it closes idle connections only), so no upstream saw them.
-    pub resent: u64,
+    /// Idle connections found closed by the server before a request was written on them
+    /// (a new connection was opened instead; nothing was sent twice).
+    pub reopened: u64,
 }
 
 impl KeepAlive {
@@ -349,22 +354,38 @@ impl KeepAlive {
         KeepAlive {
             addr,
             stream: None,
-            resent: 0,
+            reopened: 0,
         }
     }
 
-    fn connect(&mut self) -> std::io::Result<&mut TcpStream> {
-        if self.stream.is_none() {
+    /// Whether the idle connection was closed by the server (urllib3's `is_connection_dropped`).
+    fn dropped(s: &TcpStream) -> bool {
+        if s.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        let gone =
+            !matches!(s.peek(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        gone || s.set_nonblocking(false).is_err()
+    }
+
+    /// The connection to send on, and whether it is a reused one.
+    fn connect(&mut self) -> std::io::Result<(&mut TcpStream, bool)> {
+        if self.stream.as_ref().is_some_and(Self::dropped) {
+            self.stream = None;
+            self.reopened += 1;
+        }
+        let reused = self.stream.is_some();
+        if !reused {
             let s = TcpStream::connect(self.addr)?;
             s.set_read_timeout(Some(Duration::from_secs(20)))?;
             s.set_nodelay(true)?;
             self.stream = Some(s);
         }
-        Ok(self.stream.as_mut().unwrap())
+        Ok((self.stream.as_mut().unwrap(), reused))
     }
 
-    /// POST and read one response. `Err` only for a failure after the response began, or when
-    /// a fresh connection cannot be made or is closed without an answer.
+    /// POST and read one response; any connection error is returned, nothing is re-sent.
     pub fn post(
         &mut self,
         path: &str,
@@ -372,33 +393,26 @@ impl KeepAlive {
         body: &[u8],
     ) -> Result<Response, String> {
         let bytes = post_bytes(self.addr, path, headers, body);
-        for attempt in 0..2 {
-            let reused = self.stream.is_some();
-            let s = self.connect().map_err(|e| format!("connect: {e}"))?;
-            let result = s
-                .write_all(&bytes)
-                .map_err(|e| (0usize, e.to_string()))
-                .and_then(|()| read_one(s));
-            match result {
-                Ok((resp, close)) => {
-                    if close {
-                        self.stream = None;
-                    }
-                    return Ok(resp);
-                }
-                Err((0, e)) if reused && attempt == 0 => {
-                    // Closed while idle between our requests: send again on a new connection.
-                    let _ = e;
+        let (s, reused) = self.connect().map_err(|e| format!("connect: {e}"))?;
+        let result = s
+            .write_all(&bytes)
+            .map_err(|e| (0usize, e.to_string()))
+            .and_then(|()| read_one(s));
+        match result {
+            Ok((resp, close)) => {
+                if close {
                     self.stream = None;
-                    self.resent += 1;
                 }
-                Err((n, e)) => {
-                    self.stream = None;
-                    return Err(format!("after {n} response bytes: {e}"));
-                }
+                Ok(resp)
+            }
+            Err((n, e)) => {
+                self.stream = None;
+                Err(format!(
+                    "after {n} response bytes on a {} connection: {e}",
+                    if reused { "reused" } else { "new" }
+                ))
             }
         }
-        Err("closed twice without an answer".into())
     }
 }
 

@@ -1,0 +1,147 @@
+//! The forwarding headers of the request we send upstream. The ones that describe our own hop
+//! (`X-Real-IP`, `X-Forwarded-Host`, `X-Forwarded-Proto`) are set, whatever the client sent;
+//! the two that are lists of hops (`X-Forwarded-For`, `Forwarded`, RFC 7239) get our hop
+//! appended to every value the client sent, folded into one line.
+
+use std::net::IpAddr;
+
+use http::header::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_REAL_IP: &str = "x-real-ip";
+pub const FORWARDED: &str = "forwarded";
+
+/// Set the forwarding headers on `up` for a client at `client` that asked for `host`.
+pub fn set_forwarding_headers(
+    up: &mut RequestHeader,
+    client: Option<IpAddr>,
+    host: Option<&HeaderValue>,
+) -> Result<()> {
+    let host = host.map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
+    match client {
+        Some(ip) => {
+            let xff = appended(up, X_FORWARDED_FOR, &ip.to_string());
+            up.insert_header(X_FORWARDED_FOR, xff)?;
+            up.insert_header(X_REAL_IP, ip.to_string())?;
+        }
+        None => {
+            up.remove_header(X_REAL_IP);
+        }
+    }
+    let mut hop = String::with_capacity(64);
+    if let Some(ip) = client {
+        hop.push_str("for=");
+        match ip {
+            IpAddr::V4(v4) => hop.push_str(&v4.to_string()),
+            IpAddr::V6(v6) => hop.push_str(&format!("\"[{v6}]\"")),
+        }
+        hop.push(';');
+    }
+    if let Some(h) = &host {
+        hop.push_str("host=");
+        hop.push_str(&quoted(h));
+        hop.push(';');
+    }
+    hop.push_str("proto=http");
+    let forwarded = appended(up, FORWARDED, &hop);
+    up.insert_header(FORWARDED, forwarded)?;
+    match host {
+        Some(h) => up.insert_header(X_FORWARDED_HOST, h)?,
+        None => {
+            up.remove_header(X_FORWARDED_HOST);
+        }
+    }
+    up.insert_header(X_FORWARDED_PROTO, "http")?;
+    Ok(())
+}
+
+/// Every value of `name` the client sent, in order, then `ours`, as one comma-separated line.
+fn appended(up: &RequestHeader, name: &str, ours: &str) -> String {
+    let mut out = String::new();
+    for v in up.headers.get_all(name) {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        let v = v.trim();
+        if !v.is_empty() {
+            out.push_str(v);
+            out.push_str(", ");
+        }
+    }
+    out.push_str(ours);
+    out
+}
+
+/// An RFC 7230 quoted-string.
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn all(r: &RequestHeader, name: &str) -> Vec<String> {
+        r.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn lists_are_appended_across_lines_and_our_hop_is_set() {
+        let mut r = req(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
+            ("forwarded", "for=1.1.1.1"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let host = HeaderValue::from_static("proxy.example:8080");
+        set_forwarding_headers(&mut r, Some("10.0.0.1".parse().unwrap()), Some(&host)).unwrap();
+        assert_eq!(
+            all(&r, "x-forwarded-for"),
+            ["1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.1"]
+        );
+        assert_eq!(
+            all(&r, "forwarded"),
+            ["for=1.1.1.1, for=10.0.0.1;host=\"proxy.example:8080\";proto=http"]
+        );
+        assert_eq!(all(&r, "x-real-ip"), ["10.0.0.1"]);
+        assert_eq!(all(&r, "x-forwarded-host"), ["proxy.example:8080"]);
+        assert_eq!(all(&r, "x-forwarded-proto"), ["http"]);
+    }
+
+    #[test]
+    fn ipv6_is_quoted_and_missing_facts_are_not_invented() {
+        let mut r = req(&[("x-forwarded-host", "evil"), ("x-real-ip", "6.6.6.6")]);
+        set_forwarding_headers(&mut r, Some("::1".parse().unwrap()), None).unwrap();
+        assert_eq!(all(&r, "forwarded"), ["for=\"[::1]\";proto=http"]);
+        assert!(all(&r, "x-forwarded-host").is_empty());
+        let mut r = req(&[("x-real-ip", "6.6.6.6")]);
+        set_forwarding_headers(&mut r, None, None).unwrap();
+        assert!(all(&r, "x-real-ip").is_empty());
+        assert_eq!(all(&r, "forwarded"), ["proto=http"]);
+    }
+}

@@ -1,0 +1,329 @@
+//! One finished request as the proxy remembers it, and its two renderings: the status
+//! service's JSON and the access-log line.
+//!
+//! A `Record` owns bounded copies of what it shows, never a view into the request's read buffer:
+//! a refused 1 MiB head must not stay pinned in memory by the record that explains the refusal.
+//! Header values are captured already redacted (all but an allow-list) and truncated.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, Method};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::token::{decode_parts, Jti};
+use crate::TOKEN_HEADER;
+
+/// The longest path (with query) a record keeps; longer ones are cut with a marker.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// The longest header value a record keeps; longer ones are cut with a marker.
+pub const MAX_HEADER_VALUE_BYTES: usize = 256;
+/// Header lines a record keeps at most (the rest are counted, not kept).
+pub const MAX_HEADERS: usize = 32;
+/// Header text (names and values) a record keeps at most.
+pub const MAX_HEADER_BYTES: usize = 4096;
+/// The longest extension method a record keeps (longer ones are shown as `LONG-METHOD`).
+const MAX_METHOD_BYTES: usize = 32;
+
+/// Header names whose values are never kept, whatever the allow-list says.
+pub const NEVER_SHOWN: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    TOKEN_HEADER,
+];
+
+const REDACTED: &str = "[redacted]";
+
+/// How a request ended, for the outcome counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (whatever its status).
+    Proxied,
+    /// Refused by the proxy before anything went upstream, or the client's own fault (4xx).
+    Rejected,
+    /// The upstream could not be reached or did not answer properly in time (502/504).
+    UpstreamError,
+    /// The client went away before an answer, the drain cut it, or another failure.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Proxied => "proxied",
+            Outcome::Rejected => "rejected",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+pub const OUTCOMES: [Outcome; 4] = [
+    Outcome::Proxied,
+    Outcome::Rejected,
+    Outcome::UpstreamError,
+    Outcome::Failed,
+];
+
+/// Request headers as shown: `name: value` lines, values outside the allow-list redacted and
+/// long ones cut, at most `MAX_HEADERS` lines and `MAX_HEADER_BYTES` of text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShownHeaders {
+    text: String,
+    /// Header lines received but not kept (over the limits).
+    pub omitted: usize,
+}
+
+impl ShownHeaders {
+    /// Capture `headers`, showing the values of the names in `shown` only.
+    pub fn capture(headers: &HeaderMap, shown: &[HeaderName]) -> ShownHeaders {
+        let mut out = ShownHeaders {
+            text: String::with_capacity(256),
+            omitted: 0,
+        };
+        for (i, (name, value)) in headers.iter().enumerate() {
+            let name = name.as_str();
+            let value: Cow<str> =
+                if NEVER_SHOWN.contains(&name) || !shown.iter().any(|s| s.as_str() == name) {
+                    Cow::Borrowed(REDACTED)
+                } else {
+                    truncated(value.as_bytes(), MAX_HEADER_VALUE_BYTES)
+                };
+            let line = name.len() + value.len() + 3;
+            if i >= MAX_HEADERS || out.text.len() + line > MAX_HEADER_BYTES {
+                out.omitted += 1;
+                continue;
+            }
+            out.text.push_str(name);
+            out.text.push_str(": ");
+            out.text.push_str(&value);
+            out.text.push('\n');
+        }
+        out
+    }
+
+    /// `(name, value)` pairs in the order received.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.text.lines().filter_map(|l| l.split_once(": "))
+    }
+
+    /// The shown value of `name` (lower case), if kept.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.text.capacity()
+    }
+}
+
+/// Text of at most `max` bytes (lossy UTF-8), cut with a marker saying how much was left out.
+/// Control characters are kept as they are: rendering escapes them.
+pub fn truncated(bytes: &[u8], max: usize) -> Cow<'_, str> {
+    if bytes.len() <= max {
+        return String::from_utf8_lossy(bytes);
+    }
+    let mut cut = String::from_utf8_lossy(&bytes[..max]).into_owned();
+    cut.push_str(&format!("…[+{} bytes]", bytes.len() - max));
+    Cow::Owned(cut)
+}
+
+/// A method as shown: standard ones as they are, extension methods up to 32 bytes.
+pub fn shown_method(m: &Method) -> Method {
+    if m.as_str().len() <= MAX_METHOD_BYTES {
+        m.clone()
+    } else {
+        Method::from_bytes(b"LONG-METHOD").unwrap_or_default()
+    }
+}
+
+/// Everything known about one finished request.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Unix time the request started, in milliseconds.
+    pub time_unix_ms: u64,
+    pub client: Option<SocketAddr>,
+    pub http_version: &'static str,
+    pub method: Method,
+    /// Path and query as the client sent them (cut at `MAX_PATH_BYTES`).
+    pub path: String,
+    /// Status sent to the client (0: none, the client went away or the drain cut it).
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub duration_us: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Size of the request line and headers as received.
+    pub head_bytes: usize,
+    /// Request headers (none for a refused head: its size and the reason explain it).
+    pub headers: ShownHeaders,
+    pub user: Option<String>,
+    /// Also the request id in error bodies.
+    pub jti: Jti,
+    pub iat: Option<u64>,
+    pub exp: Option<u64>,
+    /// `header.claims` of the minted token; the signature is never kept.
+    pub token_unsigned: Option<String>,
+    /// The client sent its own `x-my-jwt` (removed before forwarding).
+    pub spoofed: bool,
+    pub outcome: Outcome,
+    pub error: Option<Cow<'static, str>>,
+}
+
+/// RFC 3339 UTC with milliseconds: the one timestamp format of records and the access log.
+pub fn format_time(unix_ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(unix_ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Serialize)]
+struct LogLine<'a> {
+    time: String,
+    client: Option<String>,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    upstream_status: Option<u16>,
+    duration_ms: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+    user: Option<&'a str>,
+    jti: &'a str,
+    spoofed: bool,
+    outcome: &'a str,
+    error: Option<&'a str>,
+}
+
+impl Record {
+    /// Heap and inline bytes this record holds: what the recent-requests ring budgets.
+    pub fn size_bytes(&self) -> usize {
+        std::mem::size_of::<Record>()
+            + self.path.capacity()
+            + self.headers.heap_bytes()
+            + self.user.as_ref().map_or(0, String::capacity)
+            + self.token_unsigned.as_ref().map_or(0, String::capacity)
+            + self.error.as_ref().map_or(0, |e| e.len())
+    }
+
+    /// The record as shown by the status service (field names documented in the README): its
+    /// fields plus the token's decoded header and claims.
+    pub fn to_json(&self) -> Value {
+        let (token_header, token_claims) = self
+            .token_unsigned
+            .as_deref()
+            .and_then(decode_parts)
+            .unwrap_or((Value::Null, Value::Null));
+        let headers: Vec<(&str, &str)> = self.headers.pairs().collect();
+        json!({
+            "time": format_time(self.time_unix_ms),
+            "time_unix_ms": self.time_unix_ms,
+            "client": self.client.map(|c| c.to_string()),
+            "http_version": self.http_version,
+            "method": self.method.as_str(),
+            "path": self.path,
+            "status": self.status,
+            "upstream_status": self.upstream_status,
+            "duration_us": self.duration_us,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "head_bytes": self.head_bytes,
+            "headers": headers,
+            "headers_omitted": self.headers.omitted,
+            "content_type": self.headers.get("content-type"),
+            "content_encoding": self.headers.get("content-encoding"),
+            "user": self.user,
+            "jti": self.jti,
+            "iat": self.iat,
+            "exp": self.exp,
+            "token_header": token_header,
+            "token_claims": token_claims,
+            "spoofed": self.spoofed,
+            "outcome": self.outcome.as_str(),
+            "error": self.error,
+        })
+    }
+
+    /// The access-log line (one JSON object, no trailing newline).
+    pub fn log_line(&self) -> String {
+        let line = LogLine {
+            time: format_time(self.time_unix_ms),
+            client: self.client.map(|c| c.to_string()),
+            method: self.method.as_str(),
+            path: &self.path,
+            status: self.status,
+            upstream_status: self.upstream_status,
+            duration_ms: self.duration_us as f64 / 1000.0,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            user: self.user.as_deref(),
+            jti: self.jti.as_str(),
+            spoofed: self.spoofed,
+            outcome: self.outcome.as_str(),
+            error: self.error.as_deref(),
+        };
+        serde_json::to_string(&line).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&'static str]) -> Vec<HeaderName> {
+        list.iter().map(|n| HeaderName::from_static(n)).collect()
+    }
+
+    #[test]
+    fn only_allowed_values_are_kept_and_long_ones_are_cut() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert("x-api-key", "s3cr3t".parse().unwrap());
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        h.insert("user-agent", "u".repeat(1000).parse().unwrap());
+        let shown =
+            ShownHeaders::capture(&h, &names(&["content-type", "user-agent", "authorization"]));
+        assert_eq!(shown.get("content-type"), Some("application/json"));
+        assert_eq!(shown.get("x-api-key"), Some("[redacted]"));
+        assert_eq!(
+            shown.get("authorization"),
+            Some("[redacted]"),
+            "never shown, even when allowed"
+        );
+        let ua = shown.get("user-agent").unwrap();
+        assert!(
+            ua.starts_with(&"u".repeat(256)) && ua.ends_with("…[+744 bytes]"),
+            "{ua}"
+        );
+        assert!(!format!("{shown:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn header_text_is_bounded() {
+        let mut h = HeaderMap::new();
+        for i in 0..500 {
+            h.append(
+                HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(),
+                "v".repeat(2000).parse().unwrap(),
+            );
+        }
+        let all: Vec<HeaderName> = h.keys().cloned().collect();
+        let shown = ShownHeaders::capture(&h, &all);
+        assert!(shown.text.len() <= MAX_HEADER_BYTES);
+        assert!(shown.pairs().count() <= MAX_HEADERS);
+        assert_eq!(shown.pairs().count() + shown.omitted, 500);
+    }
+
+    #[test]
+    fn truncation_marks_what_was_cut() {
+        assert_eq!(truncated(b"abc", 3), "abc");
+        assert_eq!(truncated(b"abcd", 3), "abc…[+1 bytes]");
+        assert_eq!(
+            shown_method(&Method::from_bytes(&[b'X'; 100]).unwrap()).as_str(),
+            "LONG-METHOD"
+        );
+    }
+}

@@ -1,0 +1,543 @@
+//! `scripts/supervise.sh` and `scripts/reload.sh` (what `make run`, `make reload` and the
+//! container use): upgrades one at a time, every jwt-proxy accounted for, stops that leave
+//! nothing running.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A 64-byte text key (the HS512 minimum).
+const KEY: &str = "supervisor-test-key-0123456789abcdef0123456789abcdef0123456789ab";
+
+struct Setup {
+    dir: PathBuf,
+    conf: PathBuf,
+    addr: SocketAddr,
+    status_port: u16,
+}
+
+impl Setup {
+    /// A config with short drain figures: upstream timeout 2 s, so a grace period of 3 s.
+    fn new(name: &str, upstream: SocketAddr) -> Setup {
+        let dir = scratch_dir(name);
+        let port = free_port();
+        let status_port = free_port();
+        std::fs::write(dir.join("key"), format!("{KEY}\n")).unwrap();
+        let setup = Setup {
+            conf: dir.join("jwt-proxy.yaml"),
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            status_port,
+            dir,
+        };
+        setup.write_conf(&format!("http://{upstream}/protected"));
+        setup
+    }
+
+    fn write_conf(&self, upstream_url: &str) {
+        let yaml = format!(
+            "version: 1\nthreads: 2\ngrace_period_seconds: 3\ngraceful_shutdown_timeout_seconds: 1\n\
+             pid_file: {dir}/jwt-proxy.pid\nupgrade_sock: {dir}/upgrade.sock\n\
+             jwt_proxy:\n  listen_addr: 127.0.0.1\n  http_port: {port}\n  status_port: {status}\n  \
+             upstream_url: {upstream_url}\n  upstream_timeout_ms: 2000\n  drain_idle_secs: 1\n  \
+             jwt_secret_file: {dir}/key\n  access_log: \"off\"\n",
+            dir = self.dir.display(),
+            port = self.addr.port(),
+            status = self.status_port,
+        );
+        std::fs::write(&self.conf, yaml).unwrap();
+    }
+
+    fn proxy_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("jwt-proxy.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The supervisor's upgrade counts: (started, finished, result of the last finished).
+    fn upgrades(&self) -> Option<(u32, u32, String)> {
+        let text = std::fs::read_to_string(self.dir.join("jwt-proxy.pid.upgrades")).ok()?;
+        let mut f = text.split_whitespace();
+        Some((
+            f.next()?.parse().ok()?,
+            f.next()?.parse().ok()?,
+            f.next()?.to_string(),
+        ))
+    }
+
+    /// Every live jwt-proxy server started with this setup's config file.
+    fn running(&self) -> Vec<u32> {
+        self.servers().into_iter().map(|p| p.pid).collect()
+    }
+
+    fn servers(&self) -> Vec<ProcInfo> {
+        let conf = self.conf.to_string_lossy().into_owned();
+        processes()
+            .into_iter()
+            .filter(|p| p.is_server() && p.cmdline.contains(&conf))
+            .collect()
+    }
+}
+
+/// Kills whatever a failed test left running.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for pid in self.running() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+struct ProcInfo {
+    pid: u32,
+    comm: String,
+    state: char,
+    ppid: u32,
+    /// The arguments, separated by spaces.
+    cmdline: String,
+}
+
+impl ProcInfo {
+    /// A live (not zombie) jwt-proxy server: not a `-t` or `--print-paths` run of the
+    /// supervisor's.
+    fn is_server(&self) -> bool {
+        self.comm == "jwt-proxy"
+            && self.state != 'Z'
+            && !self
+                .cmdline
+                .split(' ')
+                .any(|a| a == "-t" || a == "--print-paths")
+    }
+}
+
+/// The processes in /proc (those that vanish while read are skipped).
+fn processes() -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = rest.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let cmdline = std::fs::read(entry.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        out.push(ProcInfo {
+            pid,
+            comm: stat[open + 1..close].to_string(),
+            state,
+            ppid,
+            cmdline,
+        });
+    }
+    out
+}
+
+/// The live jwt-proxy server children of `parent`.
+fn jwt_children(parent: u32) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|p| p.ppid == parent && p.is_server())
+        .map(|p| p.pid)
+        .collect()
+}
+
+fn supervise(setup: &Setup, bin: &Path) -> Proc {
+    let out = setup.dir.join("supervise.out");
+    let mut cmd = Command::new(manifest_dir().join("scripts/supervise.sh"));
+    // Only the config file speaks (`make test` exports HTTP_PORT, for one).
+    for (k, _) in jwt_proxy::config::SETTINGS {
+        cmd.env_remove(k);
+    }
+    let child = cmd
+        .env("JWT_PROXY_BIN", bin)
+        .env("JWT_PROXY_CONF", &setup.conf)
+        .env("SUPERVISOR_PID_FILE", setup.dir.join("supervisor.pid"))
+        .env("RUST_LOG", "warn")
+        .current_dir(manifest_dir())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(setup.dir.join("supervise.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let sup = Proc {
+        child,
+        stdout_path: out,
+    };
+    wait_for_port(setup.addr);
+    wait_until("the first pid file", Duration::from_secs(10), || {
+        setup.proxy_pid().is_some()
+    });
+    sup
+}
+
+fn supervisor_log(setup: &Setup) -> String {
+    std::fs::read_to_string(setup.dir.join("supervise.err")).unwrap_or_default()
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A keep-alive client that never sends a request twice: a connection closed before the
+/// answer is a failure, as it would be for a POST in most HTTP clients.
+struct StrictClient {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+}
+
+impl StrictClient {
+    fn post(&mut self, seq: &str) -> Result<Response, String> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.set_nodelay(true).unwrap();
+            self.stream = Some(s);
+        }
+        let s = self.stream.as_mut().unwrap();
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: {}\r\nx-user: load\r\nx-test-seq: {seq}\r\nContent-Length: 2\r\n\r\n{{}}",
+            self.addr
+        );
+        let result = s
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("write: {e}"))
+            .and_then(|()| read_response(s));
+        match result {
+            Ok((r, close)) => {
+                if close {
+                    self.stream = None;
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One response with a Content-Length: (response, the server will close).
+fn read_response(s: &mut TcpStream) -> Result<(Response, bool), String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(format!("closed after {} response bytes", buf.len())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("after {} response bytes: {e}", buf.len())),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no content-length")?;
+    while buf.len() < head_end + len {
+        match s.read(&mut chunk) {
+            Ok(0) => return Err("closed mid-body".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("mid-body: {e}")),
+        }
+    }
+    let close = head.contains("\r\nconnection: close");
+    Ok((parse_response(&buf[..head_end + len]), close))
+}
+
+#[test]
+fn ten_hups_in_a_second_under_keep_alive_load_make_two_serial_upgrades() {
+    let echo = start_echo(&[
+        "--no-verify",
+        "--track-header",
+        "x-test-seq",
+        "--threads",
+        "2",
+    ]);
+    let setup = Setup::new("sup-hups", echo.addr);
+    let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
+    let sup_pid = sup.child.id();
+    let first = setup.proxy_pid().unwrap();
+
+    // Watch the supervisor's jwt-proxy children the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<(usize, Vec<u32>)>> = Arc::default(); // (most at once, every pid)
+    let watcher = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let now = jwt_children(sup_pid);
+                let mut s = seen.lock().unwrap();
+                s.0 = s.0.max(now.len());
+                for p in now {
+                    if !s.1.contains(&p) {
+                        s.1.push(p);
+                    }
+                }
+                drop(s);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (stop, failures, addr) = (stop.clone(), failures.clone(), setup.addr);
+            std::thread::spawn(move || {
+                let mut client = StrictClient { addr, stream: None };
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let seq = format!("c{c}-{sent}");
+                    match client.post(&seq) {
+                        Ok(r) if r.status == 200 => {}
+                        Ok(r) => failures.lock().unwrap().push(format!(
+                            "{seq}: status {} {}",
+                            r.status,
+                            r.text()
+                        )),
+                        Err(e) => failures.lock().unwrap().push(format!("{seq}: {e}")),
+                    }
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..10 {
+        signal(sup_pid, "HUP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The first HUP starts an upgrade; the other nine queue exactly one more. (No panic on
+    // a timeout here: the counts below say what went wrong.)
+    let two_done = || {
+        setup
+            .upgrades()
+            .is_some_and(|(_, finished, _)| finished >= 2)
+    };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) && !two_done() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let sent: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    watcher.join().unwrap();
+    let log = supervisor_log(&setup);
+
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed, first: {:?}\n{log}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let stats = get(echo.addr, "/stats").json();
+    assert_eq!(stats["received"], sent, "{stats}");
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+    assert!(sent > 100, "{sent}");
+
+    assert_eq!(
+        setup.upgrades(),
+        Some((2, 2, "ok".to_string())),
+        "ten HUPs, two upgrades\n{log}"
+    );
+    let (most_at_once, all_pids) = seen.lock().unwrap().clone();
+    assert_eq!(
+        most_at_once, 2,
+        "one upgrade at a time: {all_pids:?}\n{log}"
+    );
+    assert_eq!(all_pids.len(), 3, "{all_pids:?}\n{log}");
+    assert_eq!(all_pids[0], first);
+    // Exactly one jwt-proxy left, the one in the pid file; the supervisor lives on.
+    let last = setup.proxy_pid().unwrap();
+    assert_eq!(jwt_children(sup_pid), [last], "{log}");
+    assert_eq!(setup.running(), [last]);
+    assert!(sup.child.try_wait().unwrap().is_none(), "supervisor alive");
+    assert_eq!(post(setup.addr, "/", &[], b"{}").status, 200);
+
+    // TERM: every jwt-proxy ends, then the supervisor, with the proxy's status.
+    signal(sup_pid, "TERM");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = sup.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "supervisor exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(setup.running().is_empty(), "{:?}", setup.running());
+    assert_eq!(status.code(), Some(0), "{}", supervisor_log(&setup));
+}
+
+#[test]
+fn term_during_an_upgrade_leaves_no_jwt_proxy_running() {
+    let echo = start_echo(&["--no-verify"]);
+    // TERM while the new process waits for the hand-over, and while the old one drains.
+    for moment in ["new process started", "old process draining"] {
+        let setup = Setup::new("sup-term", echo.addr);
+        let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
+        let sup_pid = sup.child.id();
+        let old = setup.proxy_pid().unwrap();
+        signal(sup_pid, "HUP");
+        wait_until(moment, Duration::from_secs(10), || match moment {
+            "new process started" => setup
+                .servers()
+                .iter()
+                .any(|p| p.ppid == sup_pid && p.cmdline.contains(" -u ")),
+            _ => setup.proxy_pid().is_some_and(|p| p != old),
+        });
+        let pids = setup.running();
+        assert_eq!(pids.len(), 2, "{moment}: {pids:?}");
+        signal(sup_pid, "TERM");
+        if moment == "new process started" {
+            // TERM reaches the new process too: it does not wait out its hand-over (~6 s).
+            let new = *pids.iter().find(|p| **p != old).unwrap();
+            wait_until("the new process's exit", Duration::from_secs(2), || {
+                !setup.running().contains(&new)
+            });
+        }
+        // More signals while it stops (HUP, another TERM): no new upgrade, and the supervisor
+        // still waits for every jwt-proxy to exit.
+        let t0 = Instant::now();
+        let mut n = 0;
+        while sup.child.try_wait().unwrap().is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{moment}: supervisor exit\n{}",
+                supervisor_log(&setup)
+            );
+            let now = setup.running();
+            assert!(
+                now.iter().all(|p| pids.contains(p)),
+                "{moment}: started {now:?} after TERM (had {pids:?})"
+            );
+            signal(sup_pid, if n % 5 == 4 { "TERM" } else { "HUP" });
+            n += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Nothing outlives the supervisor: it waited for each one.
+        assert!(
+            setup.running().is_empty(),
+            "{moment}: still running {:?}\n{}",
+            setup.running(),
+            supervisor_log(&setup)
+        );
+        assert!(
+            supervisor_log(&setup).contains("stopped by SIGTERM"),
+            "{moment}: {}",
+            supervisor_log(&setup)
+        );
+    }
+}
+
+/// `scripts/reload.sh` as `make reload` runs it.
+fn reload(setup: &Setup, bin: &Path) -> std::process::Output {
+    let mut cmd = Command::new(manifest_dir().join("scripts/reload.sh"));
+    for (k, _) in jwt_proxy::config::SETTINGS {
+        cmd.env_remove(k);
+    }
+    cmd.env("JWT_PROXY_BIN", bin)
+        .env("JWT_PROXY_CONF", &setup.conf)
+        .env("SUPERVISOR_PID_FILE", setup.dir.join("supervisor.pid"))
+        .current_dir(manifest_dir())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn reload_returns_once_the_upgrade_is_complete_and_fails_when_it_cannot_be() {
+    let echo = start_echo(&["--no-verify"]);
+    let setup = Setup::new("sup-reload", echo.addr);
+    // The binary behind a wrapper that makes `-u` fail while DIR/fail-upgrade exists: a new
+    // process that dies before the hand-over.
+    let wrapper = setup.dir.join("jwt-proxy");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = -u ] && [ -e {dir}/fail-upgrade ]; then exit 1; fi\nexec {bin} \"$@\"\n",
+            dir = setup.dir.display(),
+            bin = env!("CARGO_BIN_EXE_jwt-proxy"),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut sup = supervise(&setup, &wrapper);
+
+    // A good reload: when it returns, the new process serves and the old one is gone.
+    let old = setup.proxy_pid().unwrap();
+    let out = reload(&setup, &wrapper);
+    assert_success(&out, "reload.sh");
+    let new = setup.proxy_pid().unwrap();
+    assert_ne!(new, old);
+    assert!(
+        !alive(old),
+        "the old process has exited when reload returns"
+    );
+    assert!(alive(new));
+    assert_eq!(post(setup.addr, "/", &[], b"{}").status, 200);
+
+    // The new process dies before the hand-over: exit 1, and the old one keeps serving.
+    std::fs::write(setup.dir.join("fail-upgrade"), "").unwrap();
+    let out = reload(&setup, &wrapper);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("upgrade failed"),
+        "{out:?}"
+    );
+    assert!(
+        supervisor_log(&setup).contains(&format!("pid {new} keeps serving")),
+        "{}",
+        supervisor_log(&setup)
+    );
+    assert_eq!(setup.proxy_pid(), Some(new));
+    assert_eq!(setup.running(), [new]);
+    assert_eq!(post(setup.addr, "/", &[], b"{}").status, 200);
+
+    // An invalid new configuration: the supervisor keeps the old process; reload says so.
+    std::fs::remove_file(setup.dir.join("fail-upgrade")).unwrap();
+    std::fs::write(&setup.conf, "grace_period_second: 3\n").unwrap();
+    let out = reload(&setup, &wrapper);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    signal(sup.child.id(), "HUP");
+    wait_until("the refused upgrade", Duration::from_secs(10), || {
+        setup.upgrades().is_some_and(|(s, f, _)| s == 3 && f == 3)
+    });
+    assert_eq!(setup.upgrades().unwrap().2, "failed");
+    assert!(supervisor_log(&setup).contains("the new configuration is invalid"));
+    assert_eq!(setup.running(), [new]);
+    assert_eq!(post(setup.addr, "/", &[], b"{}").status, 200);
+
+    signal(sup.child.id(), "TERM");
+    wait_until("supervisor exit", Duration::from_secs(15), || {
+        sup.child.try_wait().unwrap().is_some()
+    });
+    assert!(setup.running().is_empty());
+}
