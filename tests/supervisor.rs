@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,93 +191,9 @@ fn supervisor_log(setup: &Setup) -> String {
     std::fs::read_to_string(setup.dir.join("supervise.err")).unwrap_or_default()
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A keep-alive client that never sends a request twice: a connection closed before the
-/// answer is a failure, as it would be for a POST in most HTTP clients.
-struct StrictClient {
-    addr: SocketAddr,
-    stream: Option<TcpStream>,
-}
-
-impl StrictClient {
-    fn post(&mut self, seq: &str) -> Result<Response, String> {
-        if self.stream.is_none() {
-            let s = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            s.set_nodelay(true).unwrap();
-            self.stream = Some(s);
-        }
-        let s = self.stream.as_mut().unwrap();
-        let req = format!(
-            "POST / HTTP/1.1\r\nHost: {}\r\nx-user: load\r\nx-test-seq: {seq}\r\nContent-Length: 2\r\n\r\n{{}}",
-            self.addr
-        );
-        let result = s
-            .write_all(req.as_bytes())
-            .map_err(|e| format!("write: {e}"))
-            .and_then(|()| read_response(s));
-        match result {
-            Ok((r, close)) => {
-                if close {
-                    self.stream = None;
-                }
-                Ok(r)
-            }
-            Err(e) => {
-                self.stream = None;
-                Err(e)
-            }
-        }
-    }
-}
-
-/// One response with a Content-Length: (response, the server will close).
-fn read_response(s: &mut TcpStream) -> Result<(Response, bool), String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => return Err(format!("closed after {} response bytes", buf.len())),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("after {} response bytes: {e}", buf.len())),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or("no content-length")?;
-    while buf.len() < head_end + len {
-        match s.read(&mut chunk) {
-            Ok(0) => return Err("closed mid-body".into()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("mid-body: {e}")),
-        }
-    }
-    let close = head.contains("\r\nconnection: close");
-    Ok((parse_response(&buf[..head_end + len]), close))
-}
-
 #[test]
 fn ten_hups_in_a_second_under_keep_alive_load_make_two_serial_upgrades() {
-    let echo = start_echo(&[
-        "--no-verify",
-        "--track-header",
-        "x-test-seq",
-        "--threads",
-        "2",
-    ]);
+    let echo = start_tracking_echo();
     let setup = Setup::new("sup-hups", echo.addr);
     let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
     let sup_pid = sup.child.id();
@@ -309,11 +224,11 @@ fn ten_hups_in_a_second_under_keep_alive_load_make_two_serial_upgrades() {
         .map(|c| {
             let (stop, failures, addr) = (stop.clone(), failures.clone(), setup.addr);
             std::thread::spawn(move || {
-                let mut client = StrictClient { addr, stream: None };
+                let mut client = KeepAlive::new(addr);
                 let mut sent = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let seq = format!("c{c}-{sent}");
-                    match client.post(&seq) {
+                    match client.post("/", &[("x-user", "load"), ("x-test-seq", &seq)], b"{}") {
                         Ok(r) if r.status == 200 => {}
                         Ok(r) => failures.lock().unwrap().push(format!(
                             "{seq}: status {} {}",

@@ -113,14 +113,6 @@ fn supervise(setup: &Setup) -> Supervised {
     }
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn key_for(kid: &str) -> String {
     // HS512 keys are at least 64 bytes (RFC 7518 3.2).
     match kid {
@@ -205,13 +197,7 @@ fn load(
 
 #[test]
 fn ten_upgrades_under_load_lose_no_request_of_clients_that_never_retry() {
-    let echo = start_echo(&[
-        "--no-verify",
-        "--track-header",
-        "x-test-seq",
-        "--threads",
-        "2",
-    ]);
+    let echo = start_tracking_echo();
     let setup = Setup::new("upgrade", &format!("http://{}/protected", echo.addr));
     setup.write(&key_for("k1"), "k1");
     let sup = supervise(&setup);

@@ -129,6 +129,27 @@ pub fn start_proxy(upstream_url: &str, env: &[(&str, &str)]) -> Proxy {
     Proxy { addr, status, proc }
 }
 
+/// An echo upstream that counts each request's `x-test-seq` (distinct, repeated) and does not
+/// verify tokens: for tests that check no request is lost or delivered twice.
+pub fn start_tracking_echo() -> Echo {
+    start_echo(&[
+        "--no-verify",
+        "--track-header",
+        "x-test-seq",
+        "--threads",
+        "2",
+    ])
+}
+
+/// Poll `f` every 20 ms until it holds; panic after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn start_stack(env: &[(&str, &str)]) -> (Echo, Proxy) {
     let echo = start_echo(&[]);
     let proxy = start_proxy(&format!("http://{}/protected", echo.addr), env);
