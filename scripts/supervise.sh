@@ -8,7 +8,9 @@
 #             supervisor exits once all have exited, with the current one's exit status.
 # An upgrade is done when the new process serves (its pid is in the pid file, written once its
 # listeners are ready) and the old one has exited. If the new process dies before the hand-over,
-# the old one keeps serving. The supervisor exits when the current jwt-proxy exits on its own.
+# the old one keeps serving; if it dies after (or the current process crashes), a fresh one is
+# started (at most 5 times a minute). The supervisor exits when the current jwt-proxy exits on
+# its own with status 0.
 # Upgrades are counted in "<pid_file>.upgrades": "STARTED FINISHED RESULT", RESULT being the
 # last finished one's, ok or failed (scripts/reload.sh reads it). The paths come from the
 # binary (`jwt-proxy --print-paths`).
@@ -126,8 +128,31 @@ trap 'stop INT' INT
 "$BIN" -c "$CONF" &
 current=$!
 children+=("$current")
+# A state file left by an earlier supervisor would make reload.sh wait for its count.
+state
+restarts=()   # times of restarts after a crash, the last minute's
 
-while [ -z "$stopping" ] && alive "$current"; do
+while [ -z "$stopping" ]; do
+    if ! alive "$current"; then
+        # It exited on its own. A clean exit (status 0: told to stop directly) ends the
+        # supervisor; a crash (a new process dying right after an upgrade's hand-over, say)
+        # starts a fresh one, at most 5 times a minute, once the old listeners are released.
+        wait "$current" 2>/dev/null
+        code=$?
+        now=$(date +%s)
+        recent=()
+        for t in "${restarts[@]}"; do [ $((now - t)) -lt 60 ] && recent+=("$t"); done
+        restarts=("${recent[@]}")
+        if [ "$code" = 0 ] || [ "${#restarts[@]}" -ge 5 ]; then
+            break
+        fi
+        log "pid $current exited with status $code; starting a new jwt-proxy"
+        restarts+=("$now")
+        "$BIN" -c "$CONF" &
+        current=$!
+        children+=("$current")
+        continue
+    fi
     if [ "$pending" = 1 ]; then
         pending=0
         upgrade

@@ -8,7 +8,8 @@
 //! request is served and answered with `Connection: close` (Pingora turns keep-alive off once
 //! shutdown has begun), so the client reconnects, to the new process after an upgrade. Only
 //! connections still idle after `DRAIN_IDLE_SECS` are closed; by then every client that was
-//! active has moved. In-flight requests go on until the grace period ends, and the process
+//! active has moved (a connection in the middle of sending a head is not idle: it is given the
+//! rest of its head deadline). In-flight requests go on until the grace period ends, and the process
 //! exits as soon as its last connection has closed instead of sleeping out the grace period.
 //!
 //! The same wrapper puts a [`HeadGuard`] on each connection (request-head deadline).
@@ -23,7 +24,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::time::Instant;
 
-use crate::access_log;
+use crate::access_log::AccessLog;
 use crate::header_timeout::HeadGuard;
 use crate::stats::Stats;
 
@@ -36,15 +37,24 @@ pub struct ProxyApp<A> {
     head_limit: Duration,
     drain_idle: Duration,
     stats: Arc<Stats>,
+    /// Flushed before the process exits.
+    access_log: Option<AccessLog>,
 }
 
 impl<A> ProxyApp<A> {
-    pub fn new(inner: A, head_limit: Duration, drain_idle: Duration, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        inner: A,
+        head_limit: Duration,
+        drain_idle: Duration,
+        stats: Arc<Stats>,
+        access_log: Option<AccessLog>,
+    ) -> Self {
         ProxyApp {
             inner: Arc::new(inner),
             head_limit,
             drain_idle,
             stats,
+            access_log,
         }
     }
 }
@@ -90,13 +100,19 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyApp<A> {
         while self.stats.open_connections.load(Relaxed) > 0 && Instant::now() < idle_until {
             tokio::time::sleep(POLL).await;
         }
+        // A head being received is not idle: let it arrive (the head deadline bounds this).
+        while self.stats.heads_in_progress.load(Relaxed) > 0 {
+            tokio::time::sleep(POLL).await;
+        }
         // Close the connections still idle (Pingora's own cleanup wakes their parked reads).
         self.inner.cleanup().await;
         while self.stats.open_connections.load(Relaxed) > 0 {
             tokio::time::sleep(POLL).await;
         }
         log::info!("drained: every client connection is closed; exiting");
-        access_log::flush();
+        if let Some(log) = &self.access_log {
+            log.flush(Duration::from_secs(2));
+        }
         // Pingora would sleep out the rest of the grace period with nothing left to do.
         std::process::exit(0);
     }

@@ -59,6 +59,31 @@ pub fn set_forwarding_headers(
     Ok(())
 }
 
+/// Whether `name` (lower case) is `ours` spelled with underscores for some or all of its
+/// dashes (`x_my_jwt`, `x-my_jwt`): CGI, WSGI and PHP hand both spellings to the application
+/// under one name (`HTTP_X_MY_JWT`), so a client could slip its own value in beside ours.
+pub fn is_alias_of(name: &str, ours: &str) -> bool {
+    name.len() == ours.len()
+        && name.contains('_')
+        && name
+            .bytes()
+            .zip(ours.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// Remove every client header that is an underscore spelling of one of `owned`.
+pub fn remove_aliases<S: AsRef<str>>(up: &mut RequestHeader, owned: &[S]) {
+    let aliases: Vec<http::HeaderName> = up
+        .headers
+        .keys()
+        .filter(|k| owned.iter().any(|o| is_alias_of(k.as_str(), o.as_ref())))
+        .cloned()
+        .collect();
+    for name in aliases {
+        up.remove_header(&name);
+    }
+}
+
 /// Every value of `name` the client sent, in order, then `ours`, as one comma-separated line.
 fn appended(up: &RequestHeader, name: &str, ours: &str) -> String {
     let mut out = String::new();
@@ -131,6 +156,25 @@ mod tests {
         assert_eq!(all(&r, "x-real-ip"), ["10.0.0.1"]);
         assert_eq!(all(&r, "x-forwarded-host"), ["proxy.example:8080"]);
         assert_eq!(all(&r, "x-forwarded-proto"), ["http"]);
+    }
+
+    #[test]
+    fn underscore_spellings_of_our_headers_are_removed() {
+        assert!(is_alias_of("x_my_jwt", "x-my-jwt"));
+        assert!(is_alias_of("x-my_jwt", "x-my-jwt"));
+        assert!(
+            !is_alias_of("x-my-jwt", "x-my-jwt"),
+            "ours is replaced, not removed"
+        );
+        assert!(!is_alias_of("x_my_jwx", "x-my-jwt"));
+        let mut r = req(&[
+            ("x_my_jwt", "EVIL"),
+            ("x_real_ip", "6.6.6.6"),
+            ("x_other", "ok"),
+        ]);
+        remove_aliases(&mut r, &["x-my-jwt", X_REAL_IP]);
+        assert!(all(&r, "x_my_jwt").is_empty() && all(&r, "x_real_ip").is_empty());
+        assert_eq!(all(&r, "x_other"), ["ok"]);
     }
 
     #[test]

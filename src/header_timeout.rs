@@ -16,7 +16,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -59,6 +59,9 @@ pub struct HeadGuard {
     read_total: AtomicU64,
     /// Bytes of the requests finished so far (heads and framed bodies).
     consumed: AtomicU64,
+    /// Part of a head has arrived and is counted in `Stats::heads_in_progress` (a drain waits
+    /// for it instead of closing the connection as idle).
+    partial: AtomicBool,
     stats: Arc<Stats>,
 }
 
@@ -74,6 +77,7 @@ impl HeadGuard {
             timer: Box::pin(tokio::time::sleep_until(head_deadline)),
             read_total: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
+            partial: AtomicBool::new(false),
             stats,
         }
     }
@@ -82,8 +86,23 @@ impl HeadGuard {
     /// parse (its bare 400): count those, as our phases never see them.
     fn note_write(&self) {
         if self.phase.load(Relaxed) == HEAD {
-            self.phase.store(BODY, Relaxed);
+            self.head_over();
             self.stats.inc(Counter::MalformedRequests);
+        }
+    }
+
+    /// Bytes of a head have arrived: it is in progress until parsed, refused or cut.
+    fn head_begun(&self) {
+        if !self.partial.swap(true, Relaxed) {
+            self.stats.heads_in_progress.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The head is parsed (or refused, or cut): leave the head phase.
+    fn head_over(&self) {
+        self.phase.store(BODY, Relaxed);
+        if self.partial.swap(false, Relaxed) {
+            self.stats.heads_in_progress.fetch_sub(1, Relaxed);
         }
     }
 
@@ -99,8 +118,15 @@ impl HeadGuard {
 /// The proxy parsed a request head on this session's connection: lift the deadline.
 pub fn head_received(session: &Session) {
     if let Some(g) = HeadGuard::guard_of(session) {
-        g.phase.store(BODY, Relaxed);
+        g.head_over();
     }
+}
+
+/// Whether bytes beyond a request of `wire_len` bytes (head and body) have been received on
+/// this session's connection: requests pipelined behind it.
+pub fn more_buffered(session: &Session, wire_len: u64) -> bool {
+    HeadGuard::guard_of(session)
+        .is_some_and(|g| g.read_total.load(Relaxed) > g.consumed.load(Relaxed) + wire_len)
 }
 
 /// The request is finished: the next byte on this connection starts a new head. `wire_len`:
@@ -116,8 +142,12 @@ pub fn request_done(session: &Session, wire_len: Option<u64>) {
         None => read,
     };
     g.consumed.store(consumed, Relaxed);
-    g.phase
-        .store(if read > consumed { HEAD_BUFFERED } else { IDLE }, Relaxed);
+    if read > consumed {
+        g.phase.store(HEAD_BUFFERED, Relaxed);
+        g.head_begun();
+    } else {
+        g.phase.store(IDLE, Relaxed);
+    }
 }
 
 impl AsyncRead for HeadGuard {
@@ -137,6 +167,9 @@ impl AsyncRead for HeadGuard {
             this.phase.store(HEAD, Relaxed);
             this.head_deadline = Instant::now() + this.limit;
         }
+        if got > 0 && matches!(this.phase.load(Relaxed), IDLE | HEAD) {
+            this.head_begun();
+        }
         match this.phase.load(Relaxed) {
             IDLE => {
                 if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -152,7 +185,7 @@ impl AsyncRead for HeadGuard {
                 }
                 match this.timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
-                        this.phase.store(BODY, Relaxed); // count once
+                        this.head_over(); // count once
                         this.stats.inc(Counter::HeaderTimeouts);
                         Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::TimedOut,
@@ -251,6 +284,12 @@ impl GetSocketDigest for HeadGuard {
 impl Peek for HeadGuard {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+impl Drop for HeadGuard {
+    fn drop(&mut self) {
+        self.head_over();
     }
 }
 

@@ -121,22 +121,26 @@ pub fn check_user(user: &str) -> Result<(), Rejection> {
     if user.chars().any(char::is_control) {
         return Err(Rejection::InvalidUser("user contains control characters"));
     }
-    if user.chars().any(is_format_char) {
+    if user.chars().any(is_invisible) {
         return Err(Rejection::InvalidUser(
-            "user contains invisible format or bidi control characters",
+            "user contains invisible format, separator or filler characters",
         ));
     }
     Ok(())
 }
 
-/// Unicode general category Cf (format characters: zero-width spaces and joiners, bidi
-/// embeddings, overrides and isolates, the BOM, tags...), as of Unicode 15.
-pub fn is_format_char(c: char) -> bool {
+/// Characters that render as nothing: Unicode general category Cf (zero-width spaces and
+/// joiners, bidi embeddings, overrides and isolates, the BOM, tags...), the line and paragraph
+/// separators (Zl, Zp), and the other default-ignorable code points (Hangul fillers, variation
+/// selectors, the combining grapheme joiner), as of Unicode 15. Visible look-alikes (Cyrillic
+/// `а` for Latin `a`, combining accents) are not judged here.
+pub fn is_invisible(c: char) -> bool {
     matches!(c as u32,
-        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
-        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
-        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
-        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+        0x00AD | 0x034F | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F | 0x200B..=0x200F
+        | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0
+        | 0xFFF0..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF)
 }
 
 /// The user in a header, from all its values: none or empty means absent; two is ambiguous.
@@ -365,6 +369,9 @@ mod tests {
             "admin\u{2066}",
             "\u{feff}admin",
             "a\u{ad}b",
+            "alice\u{3164}",
+            "ali\u{2028}ce",
+            "a\u{fe0f}lice",
         ] {
             assert_eq!(
                 check_user(sneaky).unwrap_err().code(),

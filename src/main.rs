@@ -12,6 +12,7 @@ use pingora::services::listening::Service;
 use pingora::apps::HttpServerOptions;
 use pingora::services::background::background_service;
 
+use jwt_proxy::access_log::AccessLog;
 use jwt_proxy::config::{self, Config, Early};
 use jwt_proxy::drain::ProxyApp;
 use jwt_proxy::proxy::JwtProxy;
@@ -50,6 +51,11 @@ fn main() -> ExitCode {
     if let Err(e) = config.prepare_runtime_dirs() {
         return config_error(e);
     }
+    if !opt.test && !opt.upgrade {
+        if let Err(e) = config.check_listen_addresses() {
+            return config_error(e);
+        }
+    }
     if opt.test {
         for w in config.warnings() {
             eprintln!("jwt-proxy: warning: {w}");
@@ -82,7 +88,10 @@ fn main() -> ExitCode {
 
     let stats = Arc::new(Stats::new(config.status_recent, config.status_recent_bytes));
     let upstream = Arc::new(Upstream::new(&config, upstream_addr, stats.clone()));
-    let proxy = match JwtProxy::new(&config, upstream.clone(), stats.clone()) {
+    let access_log = config
+        .access_log
+        .then(|| AccessLog::new(stats.clone(), Box::new(std::io::stdout())));
+    let proxy = match JwtProxy::new(&config, upstream.clone(), stats.clone(), access_log.clone()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("jwt-proxy: {e}");
@@ -130,6 +139,7 @@ fn main() -> ExitCode {
         config.client_header_timeout,
         config.drain_idle,
         stats.clone(),
+        access_log,
     );
     let mut proxy_service = Service::new("jwt-proxy".to_string(), app);
     proxy_service.add_tcp(&config.listen.to_string());

@@ -16,9 +16,9 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
-use crate::access_log;
+use crate::access_log::AccessLog;
 use crate::config::Config;
-use crate::forwarding::set_forwarding_headers;
+use crate::forwarding::{self, remove_aliases, set_forwarding_headers};
 use crate::head_checks::{head_refusal, noncanonical_length, wire_body_len};
 use crate::header_timeout;
 use crate::identity::{self, Rejection, UserSource};
@@ -45,13 +45,16 @@ pub struct JwtProxy {
     plain_target: Uri,
     host: HeaderValue,
     stats: Arc<Stats>,
-    access_log: bool,
+    access_log: Option<AccessLog>,
     client_keepalive_secs: u64,
     client_body_timeout: Duration,
     max_header_bytes: usize,
     max_upstream_header_bytes: usize,
     /// Request headers whose values the status service may show.
     shown_headers: Vec<HeaderName>,
+    /// Headers whose underscore spellings are removed: the token, the forwarding headers we
+    /// set, the identity header.
+    owned_headers: Vec<String>,
 }
 
 /// The token minted for this request, as it goes into headers, and the times it carries.
@@ -86,7 +89,7 @@ pub struct Ctx {
 /// What a request that is never logged by Pingora still needs to be recorded.
 struct Unrecorded {
     stats: Arc<Stats>,
-    access_log: bool,
+    access_log: Option<AccessLog>,
     /// The record so far (request facts known at the start).
     record: Record,
 }
@@ -104,8 +107,10 @@ impl Drop for Ctx {
                 "drain_cut: still in flight when the grace period ended",
             ));
             u.stats.inc(Counter::DrainCut);
-            if u.access_log {
-                access_log::write(&r);
+            if let Some(log) = &u.access_log {
+                log.write(&r);
+                // The process is about to exit: see the line out.
+                log.flush(Duration::from_millis(500));
             }
             u.stats.request_finished(r);
         }
@@ -113,7 +118,12 @@ impl Drop for Ctx {
 }
 
 impl JwtProxy {
-    pub fn new(config: &Config, upstream: Arc<Upstream>, stats: Arc<Stats>) -> Result<JwtProxy> {
+    pub fn new(
+        config: &Config,
+        upstream: Arc<Upstream>,
+        stats: Arc<Stats>,
+        access_log: Option<AccessLog>,
+    ) -> Result<JwtProxy> {
         let max_body = if config.user_source.reads_body() {
             config.max_body_bytes.min(RETRY_BUFFER_LIMIT)
         } else {
@@ -131,7 +141,20 @@ impl JwtProxy {
             .iter()
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
+        let mut owned_headers: Vec<String> = [
+            TOKEN_HEADER,
+            forwarding::X_FORWARDED_FOR,
+            forwarding::X_FORWARDED_HOST,
+            forwarding::X_FORWARDED_PROTO,
+            forwarding::X_REAL_IP,
+        ]
+        .map(String::from)
+        .into();
+        if let UserSource::Header(name) = &config.user_source {
+            owned_headers.push(name.as_str().to_string());
+        }
         Ok(JwtProxy {
+            owned_headers,
             minter: Minter::new(&config.key, &config.token),
             verifier: BearerVerifier::new(&config.bearer_key),
             user_source: config.user_source.clone(),
@@ -141,7 +164,7 @@ impl JwtProxy {
             plain_target,
             host,
             stats,
-            access_log: config.access_log,
+            access_log,
             client_keepalive_secs: config.client_keepalive_secs,
             client_body_timeout: config.client_body_timeout,
             max_header_bytes: config.max_header_bytes,
@@ -187,6 +210,15 @@ impl JwtProxy {
     /// Read the whole body into Pingora's retry buffer (which it replays upstream), refusing
     /// past `max_body`.
     async fn read_body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Bytes, ErrorReply> {
+        // We read the body before the upstream is contacted, so the `100 Continue` a client
+        // waits for must come from us (else it waits out its own timeout, ~1 s for curl).
+        if expects_continue(session.req_header()) {
+            let go_on = ResponseHeader::build(100, Some(0)).map_err(|_| reply::INTERNAL)?;
+            session
+                .write_response_header(Box::new(go_on), false)
+                .await
+                .map_err(|_| reply::BAD_REQUEST)?;
+        }
         session.enable_retry_buffering();
         let mut body = BytesMut::new();
         loop {
@@ -228,6 +260,24 @@ impl JwtProxy {
         Ok(())
     }
 
+    /// Once a drain has begun Pingora closes each connection after its current answer, which
+    /// would drop requests the client already pipelined behind it (received, never answered).
+    /// While more are buffered, keep the connection for them; the last one gets the close.
+    fn keep_open_for_pipelined(&self, session: &mut Session) {
+        if !self
+            .stats
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || session.get_keepalive().is_some()
+            || client_wants_close(session.req_header())
+        {
+            return;
+        }
+        if wire_len(session).is_some_and(|n| header_timeout::more_buffered(session, n)) {
+            session.set_keepalive(Some(self.client_keepalive_secs));
+        }
+    }
+
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, r: ErrorReply) -> Result<bool> {
         ctx.reply = Some(r);
         ctx.error = Some(Cow::Borrowed(r.code));
@@ -243,13 +293,11 @@ impl JwtProxy {
             client: session.client_addr().and_then(|a| a.as_inet()).copied(),
             http_version: version_str(req.version),
             method: record::shown_method(&req.method),
-            path: record::truncated(
+            path: record::shown_path(
                 req.uri
                     .path_and_query()
                     .map_or(b"", |p| p.as_str().as_bytes()),
-                record::MAX_PATH_BYTES,
-            )
-            .into_owned(),
+            ),
             status: 0,
             upstream_status: None,
             duration_us: 0,
@@ -298,6 +346,31 @@ impl JwtProxy {
         r.error = ctx.error.take();
         r
     }
+}
+
+/// The request's head and body as framed on the wire, when known without reading the body.
+fn wire_len(session: &Session) -> Option<u64> {
+    let raw = raw_head(session)?;
+    wire_body_len(session.req_header()).map(|body| raw.len() as u64 + body)
+}
+
+/// `Expect: 100-continue` (case-insensitive).
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The client asked to close after this request (`Connection: close`, or HTTP/1.0 without
+/// `keep-alive`).
+fn client_wants_close(req: &RequestHeader) -> bool {
+    let conn = |token: &str| {
+        req.headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    conn("close") || (req.version == http::Version::HTTP_10 && !conn("keep-alive"))
 }
 
 /// The request head as received (only HTTP/1 is served: no TLS, no h2c).
@@ -380,14 +453,18 @@ impl ProxyHttp for JwtProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         self.stats.request_started();
-        ctx.spoofed = session.req_header().headers.contains_key(TOKEN_HEADER);
+        ctx.spoofed = session
+            .req_header()
+            .headers
+            .keys()
+            .any(|k| k == TOKEN_HEADER || forwarding::is_alias_of(k.as_str(), TOKEN_HEADER));
         let refused_head = raw_head(session)
             .and_then(|raw| head_refusal(session.req_header(), &raw, self.max_header_bytes));
         // A refused head's headers are not kept: its size and the reason explain it.
         let record = self.start_record(session, ctx, refused_head.is_none());
         ctx.unrecorded = Some(Unrecorded {
             stats: self.stats.clone(),
-            access_log: self.access_log,
+            access_log: self.access_log.clone(),
             record,
         });
         if let Some(r) = refused_head {
@@ -472,6 +549,11 @@ impl ProxyHttp for JwtProxy {
         if ctx.drop_authorization {
             up.remove_header(&header::AUTHORIZATION);
         }
+        remove_aliases(up, &self.owned_headers);
+        // The body was read already (json:) and the client got its 100 from us.
+        if self.user_source.reads_body() {
+            up.remove_header(&header::EXPECT);
+        }
         // No upgrade handshake of any kind goes upstream (Pingora's policy already drops them).
         up.remove_header(&header::UPGRADE);
         up.remove_header(&header::CONNECTION);
@@ -526,7 +608,7 @@ impl ProxyHttp for JwtProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -534,6 +616,7 @@ impl ProxyHttp for JwtProxy {
         if let Some(m) = &ctx.minted {
             resp.insert_header(TOKEN_HEADER, m.value.clone())?;
         }
+        self.keep_open_for_pipelined(session);
         Ok(())
     }
 
@@ -559,20 +642,17 @@ impl ProxyHttp for JwtProxy {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
         // Every request already gets one access-log record, errors included.
-        self.access_log
+        self.access_log.is_some()
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let wire_len = raw_head(session).and_then(|raw| {
-            wire_body_len(session.req_header()).map(|body| raw.len() as u64 + body)
-        });
-        header_timeout::request_done(session, wire_len);
+        header_timeout::request_done(session, wire_len(session));
         let Some(u) = ctx.unrecorded.take() else {
             return;
         };
         let record = self.finish_record(session, ctx, u.record);
-        if self.access_log {
-            access_log::write(&record);
+        if let Some(log) = &self.access_log {
+            log.write(&record);
         }
         self.stats.request_finished(record);
     }

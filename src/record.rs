@@ -131,6 +131,36 @@ pub fn truncated(bytes: &[u8], max: usize) -> Cow<'_, str> {
     Cow::Owned(cut)
 }
 
+/// A path and query as shown: the path cut at `MAX_PATH_BYTES`, the query's values redacted
+/// (`?access_token=[redacted]&page=[redacted]`): query strings carry credentials as often as
+/// headers do, and a path is shown to whoever reads the status page or the access log.
+pub fn shown_path(path_and_query: &[u8]) -> String {
+    let (path, query) = match path_and_query.iter().position(|&b| b == b'?') {
+        Some(i) => (&path_and_query[..i], Some(&path_and_query[i + 1..])),
+        None => (path_and_query, None),
+    };
+    let mut out = truncated(path, MAX_PATH_BYTES).into_owned();
+    if let Some(q) = query {
+        out.push('?');
+        for (i, pair) in q.split(|&b| b == b'&').enumerate() {
+            if out.len() > 2 * MAX_PATH_BYTES {
+                out.push('…');
+                break;
+            }
+            if i > 0 {
+                out.push('&');
+            }
+            let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            out.push_str(&truncated(key, 64));
+            if key.len() < pair.len() {
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+        }
+    }
+    out
+}
+
 /// A method as shown: standard ones as they are, extension methods up to 32 bytes.
 pub fn shown_method(m: &Method) -> Method {
     if m.as_str().len() <= MAX_METHOD_BYTES {
@@ -148,7 +178,7 @@ pub struct Record {
     pub client: Option<SocketAddr>,
     pub http_version: &'static str,
     pub method: Method,
-    /// Path and query as the client sent them (cut at `MAX_PATH_BYTES`).
+    /// Path as the client sent it (cut at `MAX_PATH_BYTES`), query values redacted.
     pub path: String,
     /// Status sent to the client (0: none, the client went away or the drain cut it).
     pub status: u16,
@@ -315,6 +345,17 @@ mod tests {
         assert!(shown.text.len() <= MAX_HEADER_BYTES);
         assert!(shown.pairs().count() <= MAX_HEADERS);
         assert_eq!(shown.pairs().count() + shown.omitted, 500);
+    }
+
+    #[test]
+    fn query_values_are_redacted() {
+        assert_eq!(shown_path(b"/a/b"), "/a/b");
+        assert_eq!(
+            shown_path(b"/p?access_token=SECRET&page=2&flag"),
+            "/p?access_token=[redacted]&page=[redacted]&flag"
+        );
+        let long = format!("/x?{}", "k=v&".repeat(2000));
+        assert!(shown_path(long.as_bytes()).len() < 3 * MAX_PATH_BYTES);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub enum Counter {
     MalformedRequests,
     DrainCut,
     UpstreamResolveFailures,
+    AccessLogDropped,
 }
 
 /// How a counter is shown: `name` in `/status.json`, `jwt_proxy_<name>_total` in `/metrics`,
@@ -73,6 +74,12 @@ pub const COUNTERS: &[CounterInfo] = &[
         name: "upstream_resolve_failures",
         label: "failed re-resolutions of the upstream name",
         help: "Re-resolutions of the UPSTREAM_URL host that failed (the last good address is kept).",
+    },
+    CounterInfo {
+        counter: Counter::AccessLogDropped,
+        name: "access_log_dropped_lines",
+        label: "access-log lines dropped (stdout not keeping up)",
+        help: "Access-log lines dropped because stdout did not take them fast enough (the queue was full).",
     },
 ];
 
@@ -143,6 +150,8 @@ pub struct Stats {
     pub in_flight: AtomicU64,
     /// Client connections open now (the drain waits for this to reach 0).
     pub open_connections: AtomicU64,
+    /// Connections with part of a request head received (a drain lets them finish it).
+    pub heads_in_progress: AtomicU64,
     /// A stop or upgrade has begun: listeners closed, `/readyz` says 503.
     pub draining: AtomicBool,
     pub request_duration_us: Histogram,
@@ -172,6 +181,7 @@ impl Stats {
             counters: Default::default(),
             in_flight: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
+            heads_in_progress: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             request_duration_us: Histogram::new(DURATION_BOUNDS_US),
             signing_duration_ns: Histogram::new(SIGNING_BOUNDS_NS),

@@ -528,3 +528,25 @@ fn readme_rust_snippet_is_this_code_and_verifies_tokens_with_an_audience() {
         &jsonwebtoken::errors::ErrorKind::InvalidAudience
     );
 }
+
+#[test]
+fn a_status_port_in_use_is_refused_at_start_with_its_setting_named() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let t0 = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_jwt-proxy"))
+        .current_dir(manifest_dir())
+        .env("JWT_DEMO_KEY", "true")
+        .env("HTTP_PORT", free_port().to_string())
+        .env("STATUS_PORT", port.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("STATUS_PORT") && err.contains("cannot listen"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+}

@@ -412,3 +412,181 @@ fn a_client_stalling_mid_body_is_408_even_when_the_upstream_timeout_is_shorter()
     assert_eq!(j["upstream_errors"], 0, "the upstream is not blamed");
     assert_eq!(j["outcomes"]["rejected"], 3);
 }
+
+#[test]
+fn a_stalled_stdout_never_stops_the_proxy() {
+    let echo = start_echo(&[]);
+    let port = free_port();
+    let status_port = free_port();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jwt-proxy"));
+    for (k, _) in jwt_proxy::config::SETTINGS {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .current_dir(manifest_dir())
+        .envs([
+            ("LISTEN_ADDR", "127.0.0.1".to_string()),
+            ("HTTP_PORT", port.to_string()),
+            ("STATUS_PORT", status_port.to_string()),
+            ("UPSTREAM_URL", format!("http://{}/protected", echo.addr)),
+            ("JWT_DEMO_KEY", "true".into()),
+            ("RUST_LOG", "error".into()),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Nobody reads the pipe: it fills after a few hundred lines.
+    let stdout = child.stdout.take().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let status: SocketAddr = format!("127.0.0.1:{status_port}").parse().unwrap();
+    wait_for_port(addr);
+    let t0 = Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = KeepAlive::new(addr);
+                for _ in 0..1500 {
+                    let r = c.post("/", &[("x-user", "while-stalled")], b"{}").unwrap();
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    eprintln!(
+        "6,000 requests answered in {:?} with stdout stalled",
+        t0.elapsed()
+    );
+    let dropped = |s: SocketAddr| {
+        get(s, "/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("jwt_proxy_access_log_dropped_lines_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    assert!(dropped(status) > 0, "lines that did not fit were dropped");
+    // The reader comes back: lines flow again.
+    let lines: Arc<Mutex<String>> = Arc::default();
+    let keep = lines.clone();
+    std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0) {
+            keep.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    let r = post(addr, "/", &[("x-user", "after-the-stall")], b"{}");
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lines.lock().unwrap().contains("after-the-stall") {
+        assert!(
+            Instant::now() < deadline,
+            "no log line after the reader came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn underscore_spellings_of_our_headers_never_reach_the_upstream() {
+    let (_echo, proxy) = start_stack(&[]);
+    let r = post(
+        proxy.addr,
+        "/",
+        &[
+            ("x_my_jwt", "ATTACKER-CHOSEN-TOKEN"),
+            ("x-my_jwt", "ATTACKER-2"),
+            ("x_real_ip", "10.9.9.9"),
+            ("x_forwarded_for", "10.9.9.9"),
+            ("x_user", "mallory"),
+            ("x_harmless", "kept"),
+        ],
+        b"{}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = upstream_headers(&r);
+    let names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
+    for alias in [
+        "x_my_jwt",
+        "x-my_jwt",
+        "x_real_ip",
+        "x_forwarded_for",
+        "x_user",
+    ] {
+        assert!(
+            !names.contains(&alias),
+            "{alias} reached the upstream: {names:?}"
+        );
+    }
+    assert_eq!(values(&h, "x_harmless"), ["kept"]);
+    assert_eq!(values(&h, "x-my-jwt").len(), 1);
+    assert_eq!(
+        status_json(&proxy)["spoof_attempts"],
+        1,
+        "counted as a spoof"
+    );
+}
+
+#[test]
+fn query_values_are_never_shown() {
+    let (_echo, proxy) = start_stack(&[]);
+    let r = post(
+        proxy.addr,
+        "/p?access_token=SECRETQUERYTOKEN&page=2",
+        &[],
+        b"{}",
+    );
+    assert_eq!(r.status, 200);
+    // The upstream still gets the query as sent.
+    assert!(r.text().contains("access_token=SECRETQUERYTOKEN"));
+    std::thread::sleep(Duration::from_millis(200));
+    for text in [
+        get(proxy.status, "/status").text(),
+        get(proxy.status, "/status.json").text(),
+        proxy.proc.stdout(),
+    ] {
+        assert!(!text.contains("SECRETQUERYTOKEN"), "{text}");
+        assert!(text.contains("access_token=[redacted]"), "{text}");
+    }
+}
+
+#[test]
+fn expect_100_continue_is_answered_when_the_proxy_reads_the_body() {
+    let (echo, proxy) = start_stack(&[("USER_SOURCE", "json:user")]);
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = br#"{"user":"carol"}"#;
+    s.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut first = [0u8; 64];
+    let n = s.read(&mut first).unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    s.write_all(body).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    let final_at = text.find("HTTP/1.1 200").expect("a 200 after the 100");
+    let r = parse_response(rest[final_at..].as_ref());
+    assert_eq!(
+        verify_with_jsonwebtoken(r.token(), DEMO_SECRET.as_bytes())["payload"]["user"],
+        "carol"
+    );
+    assert_eq!(echo.received(), 1);
+}

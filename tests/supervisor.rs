@@ -456,3 +456,63 @@ fn reload_returns_once_the_upgrade_is_complete_and_fails_when_it_cannot_be() {
     });
     assert!(setup.running().is_empty());
 }
+
+#[test]
+fn reload_works_after_the_supervisor_was_restarted() {
+    let echo = start_echo(&[]);
+    let setup = Setup::new("sup-restart", echo.addr);
+    let bin = Path::new(env!("CARGO_BIN_EXE_jwt-proxy"));
+    let mut sup = supervise(&setup, bin);
+    assert!(reload(&setup, bin).status.success());
+    assert_eq!(setup.upgrades().unwrap(), (1, 1, "ok".to_string()));
+    signal(sup.child.id(), "TERM");
+    wait_until("supervisor exit", Duration::from_secs(15), || {
+        sup.child.try_wait().unwrap().is_some()
+    });
+    // A new supervisor starts counting from 0: the state it finds must not make reload.sh
+    // wait for the old count (it used to wait 300 s and report a failure).
+    let mut sup = supervise(&setup, bin);
+    let t0 = Instant::now();
+    let out = reload(&setup, bin);
+    assert!(out.status.success(), "{out:?}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    signal(sup.child.id(), "TERM");
+    wait_until("supervisor exit", Duration::from_secs(15), || {
+        sup.child.try_wait().unwrap().is_some()
+    });
+}
+
+#[test]
+fn a_new_process_dying_after_the_hand_over_is_replaced() {
+    let echo = start_echo(&[]);
+    let setup = Setup::new("sup-crash", echo.addr);
+    let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
+    let first = setup.proxy_pid().unwrap();
+    signal(sup.child.id(), "HUP");
+    let mut new = 0;
+    wait_until("the hand-over", Duration::from_secs(15), || {
+        let log = supervisor_log(&setup);
+        new = log
+            .split("hands over to pid ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        new != 0
+    });
+    signal(new, "KILL");
+    // The old process drains and exits; a fresh one takes the listeners.
+    wait_until("a replacement", Duration::from_secs(40), || {
+        setup
+            .proxy_pid()
+            .is_some_and(|p| p != first && p != new && alive(p))
+            && post(setup.addr, "/", &[], b"{}").status == 200
+    });
+    assert!(supervisor_log(&setup).contains("starting a new jwt-proxy"));
+    assert_eq!(setup.running().len(), 1, "{:?}", setup.running());
+    signal(sup.child.id(), "TERM");
+    wait_until("supervisor exit", Duration::from_secs(15), || {
+        sup.child.try_wait().unwrap().is_some()
+    });
+    assert!(setup.running().is_empty());
+}

@@ -429,3 +429,64 @@ fn a_request_in_flight_at_sigterm_still_gets_its_answer() {
         proxy.proc.child.try_wait().unwrap().is_some()
     });
 }
+
+/// A stack whose drain keeps idle connections 3 s.
+fn drain_stack() -> (Echo, Proxy) {
+    start_stack(&[("UPSTREAM_TIMEOUT_MS", "2000"), ("DRAIN_IDLE_SECS", "3")])
+}
+
+/// Read from `s` until it closes or 10 s pass.
+fn read_all(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn requests_pipelined_during_a_drain_are_all_answered() {
+    let (echo, proxy) = drain_stack();
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    let one = |seq: &str| {
+        format!("POST / HTTP/1.1\r\nHost: x\r\nx-user: {seq}\r\nContent-Length: 2\r\n\r\n{{}}")
+    };
+    // One request, then the drain starts while the connection is idle...
+    s.write_all(one("first").as_bytes()).unwrap();
+    let mut seen = String::new();
+    while seen.matches("HTTP/1.1 200").count() < 1 {
+        let mut b = [0u8; 65536];
+        let n = std::io::Read::read(&mut s, &mut b).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&b[..n]));
+    }
+    signal(proxy.proc.child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    // ...and three requests arrive pipelined in one write.
+    s.write_all(format!("{}{}{}", one("p1"), one("p2"), one("p3")).as_bytes())
+        .unwrap();
+    let out = read_all(&mut s);
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
+    assert_eq!(
+        out.to_ascii_lowercase()
+            .matches("connection: close")
+            .count(),
+        1,
+        "only the last answer closes: {out}"
+    );
+    assert_eq!(echo.received(), 4);
+}
+
+#[test]
+fn a_head_arriving_across_the_idle_drain_is_answered() {
+    let (echo, proxy) = drain_stack();
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(proxy.proc.child.id(), "TERM");
+    // The rest of the head comes after DRAIN_IDLE_SECS (3 s), within the 10 s head deadline.
+    std::thread::sleep(Duration::from_secs(4));
+    s.write_all(b"Content-Length: 2\r\n\r\n{}").unwrap();
+    let out = read_all(&mut s);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(echo.received(), 1);
+}
