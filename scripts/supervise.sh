@@ -146,11 +146,14 @@ while [ -z "$stopping" ]; do
         if [ "$code" = 0 ] || [ "${#restarts[@]}" -ge 5 ]; then
             break
         fi
+        [ -n "$stopping" ] && break
         log "pid $current exited with status $code; starting a new jwt-proxy"
         restarts+=("$now")
         "$BIN" -c "$CONF" &
         current=$!
         children+=("$current")
+        # A TERM/INT that came while it was being started has not reached it yet.
+        [ -n "$stopping" ] && kill "-$stopping" "$current" 2>/dev/null
         continue
     fi
     if [ "$pending" = 1 ]; then

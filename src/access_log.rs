@@ -85,10 +85,17 @@ impl AccessLog {
     }
 
     /// Wait (at most `limit`) until every queued line is written: before the process exits.
+    /// Lines still queued after that are lost with the process: say how many, on stderr.
     pub fn flush(&self, limit: Duration) {
         let until = Instant::now() + limit;
         while self.0.pending.load(SeqCst) > 0 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
+        }
+        let lost = self.0.pending.load(SeqCst);
+        if lost > 0 {
+            log::error!(
+                "{lost} access-log lines could not be written before exit (stdout too slow)"
+            );
         }
     }
 

@@ -111,7 +111,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyApp<A> {
         }
         log::info!("drained: every client connection is closed; exiting");
         if let Some(log) = &self.access_log {
-            log.flush(Duration::from_secs(2));
+            log.flush(Duration::from_secs(10));
         }
         // Pingora would sleep out the rest of the grace period with nothing left to do.
         std::process::exit(0);

@@ -59,16 +59,18 @@ pub fn set_forwarding_headers(
     Ok(())
 }
 
-/// Whether `name` (lower case) is `ours` spelled with underscores for some or all of its
-/// dashes (`x_my_jwt`, `x-my_jwt`): CGI, WSGI and PHP hand both spellings to the application
-/// under one name (`HTTP_X_MY_JWT`), so a client could slip its own value in beside ours.
+/// Whether `name` (lower case) is `ours` spelled with other punctuation for some or all of its
+/// dashes (`x_my_jwt`, `x-my_jwt`, `x.my.jwt`): CGI, WSGI and PHP hand such spellings to the
+/// application under one name (`HTTP_X_MY_JWT`), so a client could slip its own value in.
 pub fn is_alias_of(name: &str, ours: &str) -> bool {
+    // PHP also folds `.` (and other punctuation) into `_`: any non-alphanumeric byte where ours
+    // has a dash makes the same variable.
     name.len() == ours.len()
-        && name.contains('_')
+        && name != ours
         && name
             .bytes()
             .zip(ours.bytes())
-            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+            .all(|(a, b)| a == b || (b == b'-' && !a.is_ascii_alphanumeric()))
 }
 
 /// Remove every client header that is an underscore spelling of one of `owned`.
@@ -166,7 +168,9 @@ mod tests {
             !is_alias_of("x-my-jwt", "x-my-jwt"),
             "ours is replaced, not removed"
         );
+        assert!(is_alias_of("x.my.jwt", "x-my-jwt"), "PHP folds dots too");
         assert!(!is_alias_of("x_my_jwx", "x-my-jwt"));
+        assert!(!is_alias_of("xamyajwt", "x-my-jwt"));
         let mut r = req(&[
             ("x_my_jwt", "EVIL"),
             ("x_real_ip", "6.6.6.6"),

@@ -129,14 +129,18 @@ pub fn check_user(user: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Characters that render as nothing: Unicode general category Cf (zero-width spaces and
+/// Characters that render as nothing, or as a blank that passes for nothing next to a name:
+/// every space but U+0020 (Zs: no-break, em, ideographic...), the Braille blank and the
+/// musical and Khitan fillers, Unicode general category Cf (zero-width spaces and
 /// joiners, bidi embeddings, overrides and isolates, the BOM, tags...), the line and paragraph
 /// separators (Zl, Zp), and the other default-ignorable code points (Hangul fillers, variation
 /// selectors, the combining grapheme joiner), as of Unicode 15. Visible look-alikes (Cyrillic
 /// `а` for Latin `a`, combining accents) are not judged here.
 pub fn is_invisible(c: char) -> bool {
     matches!(c as u32,
-        0x00AD | 0x034F | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        0x00A0 | 0x1680 | 0x2000..=0x200A | 0x202F | 0x205F | 0x3000
+        | 0x2800 | 0x1D159 | 0x16FE4
+        | 0x00AD | 0x034F | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
         | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F | 0x200B..=0x200F
         | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0
         | 0xFFF0..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
@@ -379,8 +383,16 @@ mod tests {
                 "{sneaky:?}"
             );
         }
-        // Visible non-ASCII letters and spaces stay allowed.
-        assert!(check_user("\u{a0}admin\u{a0}").is_ok());
+        // Blanks other than the ASCII space are refused; visible non-ASCII letters are not.
+        for blank in [
+            "\u{a0}admin",
+            "alice\u{2800}",
+            "a\u{3000}b",
+            "alice\u{200a}",
+        ] {
+            assert!(check_user(blank).is_err(), "{blank:?}");
+        }
+        assert!(check_user("Zoë Ångström").is_ok());
     }
 
     #[test]
@@ -388,8 +400,9 @@ mod tests {
         assert_eq!(from_header(one(" alice\t")).unwrap(), Some("alice".into()));
         // Only ASCII whitespace is trimmed: the token names exactly the value the upstream sees.
         assert_eq!(
-            from_header(one("\u{a0}admin\u{a0}")).unwrap(),
-            Some("\u{a0}admin\u{a0}".into())
+            from_header(one("\u{a0}admin\u{a0}")).unwrap_err().code(),
+            "invalid_user",
+            "not trimmed to admin, and not a user of its own"
         );
         assert_eq!(
             from_header(one("ad\u{200b}min")).unwrap_err().code(),

@@ -273,7 +273,9 @@ impl JwtProxy {
         {
             return;
         }
-        if wire_len(session).is_some_and(|n| header_timeout::more_buffered(session, n)) {
+        // A chunked request's length on the wire is not known here: whether a request follows
+        // it cannot be told, so its connection stays open (and is closed with the idle ones).
+        if wire_len(session).is_none_or(|n| header_timeout::more_buffered(session, n)) {
             session.set_keepalive(Some(self.client_keepalive_secs));
         }
     }

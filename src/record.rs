@@ -139,7 +139,16 @@ pub fn shown_path(path_and_query: &[u8]) -> String {
         Some(i) => (&path_and_query[..i], Some(&path_and_query[i + 1..])),
         None => (path_and_query, None),
     };
+    // `;name=value` path parameters (`;jsessionid=…`) carry credentials too.
+    let (path, params) = match path.iter().position(|&b| b == b';') {
+        Some(i) => (&path[..i], true),
+        None => (path, false),
+    };
     let mut out = truncated(path, MAX_PATH_BYTES).into_owned();
+    if params {
+        out.push(';');
+        out.push_str(REDACTED);
+    }
     if let Some(q) = query {
         out.push('?');
         for (i, pair) in q.split(|&b| b == b'&').enumerate() {
@@ -150,10 +159,14 @@ pub fn shown_path(path_and_query: &[u8]) -> String {
             if i > 0 {
                 out.push('&');
             }
+            // A bare item (`?SECRET`) may be the credential itself: only keys of `key=value`
+            // items are shown.
             let key = pair.split(|&b| b == b'=').next().unwrap_or_default();
-            out.push_str(&truncated(key, 64));
             if key.len() < pair.len() {
+                out.push_str(&truncated(key, 64));
                 out.push('=');
+            }
+            if !pair.is_empty() {
                 out.push_str(REDACTED);
             }
         }
@@ -351,8 +364,12 @@ mod tests {
     fn query_values_are_redacted() {
         assert_eq!(shown_path(b"/a/b"), "/a/b");
         assert_eq!(
-            shown_path(b"/p?access_token=SECRET&page=2&flag"),
-            "/p?access_token=[redacted]&page=[redacted]&flag"
+            shown_path(b"/p?access_token=SECRET&page=2&SECRET2"),
+            "/p?access_token=[redacted]&page=[redacted]&[redacted]"
+        );
+        assert_eq!(
+            shown_path(b"/a;jsessionid=S/b?x"),
+            "/a;[redacted]?[redacted]"
         );
         let long = format!("/x?{}", "k=v&".repeat(2000));
         assert!(shown_path(long.as_bytes()).len() < 3 * MAX_PATH_BYTES);

@@ -316,11 +316,17 @@ fn targets_and_methods_get_the_documented_json_answers() {
 #[test]
 fn header_identity_is_trimmed_of_ascii_whitespace_only() {
     let (_echo, proxy) = start_stack(&[]);
-    let r = post(proxy.addr, "/", &[("x-user", "\u{a0}admin\u{a0}")], b"{}");
+    let r = post(proxy.addr, "/", &[("x-user", " \tadmin\t ")], b"{}");
     assert_eq!(r.status, 200);
     let claims = verify_with_jsonwebtoken(r.token(), DEMO_SECRET.as_bytes());
-    assert_eq!(claims["payload"]["user"], "\u{a0}admin\u{a0}");
-    for sneaky in ["ad\u{200b}min", "\u{202e}nimda"] {
+    assert_eq!(claims["payload"]["user"], "admin");
+    // A no-break space is neither trimmed to `admin` nor a user of its own.
+    for sneaky in [
+        "\u{a0}admin\u{a0}",
+        "ad\u{200b}min",
+        "\u{202e}nimda",
+        "alice\u{2800}",
+    ] {
         let r = post(proxy.addr, "/", &[("x-user", sneaky)], b"{}");
         assert_eq!(r.status, 400, "{sneaky:?}");
         assert_eq!(r.json()["error"], "invalid_user");
@@ -513,6 +519,8 @@ fn underscore_spellings_of_our_headers_never_reach_the_upstream() {
             ("x_real_ip", "10.9.9.9"),
             ("x_forwarded_for", "10.9.9.9"),
             ("x_user", "mallory"),
+            ("x.user", "mallory-dot"),
+            ("x.my.jwt", "ATTACKER-3"),
             ("x_harmless", "kept"),
         ],
         b"{}",
@@ -526,6 +534,8 @@ fn underscore_spellings_of_our_headers_never_reach_the_upstream() {
         "x_real_ip",
         "x_forwarded_for",
         "x_user",
+        "x.user",
+        "x.my.jwt",
     ] {
         assert!(
             !names.contains(&alias),
@@ -534,6 +544,10 @@ fn underscore_spellings_of_our_headers_never_reach_the_upstream() {
     }
     assert_eq!(values(&h, "x_harmless"), ["kept"]);
     assert_eq!(values(&h, "x-my-jwt").len(), 1);
+    assert!(
+        !r.text().contains("ATTACKER"),
+        "no spelling of ours carries the client's value"
+    );
     assert_eq!(
         status_json(&proxy)["spoof_attempts"],
         1,
@@ -546,7 +560,7 @@ fn query_values_are_never_shown() {
     let (_echo, proxy) = start_stack(&[]);
     let r = post(
         proxy.addr,
-        "/p?access_token=SECRETQUERYTOKEN&page=2",
+        "/p;jsessionid=SECRETPATHPARAM?access_token=SECRETQUERYTOKEN&page=2&SECRETBAREITEM",
         &[],
         b"{}",
     );
@@ -559,7 +573,9 @@ fn query_values_are_never_shown() {
         get(proxy.status, "/status.json").text(),
         proxy.proc.stdout(),
     ] {
-        assert!(!text.contains("SECRETQUERYTOKEN"), "{text}");
+        for secret in ["SECRETQUERYTOKEN", "SECRETBAREITEM", "SECRETPATHPARAM"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
         assert!(text.contains("access_token=[redacted]"), "{text}");
     }
 }

@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// The tests here time upgrades and count processes: run them one at a time, so that they do
+/// not starve each other's processes on a 2-core machine.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A 64-byte text key (the HS512 minimum).
 const KEY: &str = "supervisor-test-key-0123456789abcdef0123456789abcdef0123456789ab";
 
@@ -193,6 +200,7 @@ fn supervisor_log(setup: &Setup) -> String {
 
 #[test]
 fn ten_hups_in_a_second_under_keep_alive_load_make_two_serial_upgrades() {
+    let _serial = serial();
     let echo = start_tracking_echo();
     let setup = Setup::new("sup-hups", echo.addr);
     let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
@@ -313,6 +321,7 @@ fn ten_hups_in_a_second_under_keep_alive_load_make_two_serial_upgrades() {
 
 #[test]
 fn term_during_an_upgrade_leaves_no_jwt_proxy_running() {
+    let _serial = serial();
     let echo = start_echo(&["--no-verify"]);
     // TERM while the new process waits for the hand-over, and while the old one drains.
     for moment in ["new process started", "old process draining"] {
@@ -388,6 +397,7 @@ fn reload(setup: &Setup, bin: &Path) -> std::process::Output {
 
 #[test]
 fn reload_returns_once_the_upgrade_is_complete_and_fails_when_it_cannot_be() {
+    let _serial = serial();
     let echo = start_echo(&["--no-verify"]);
     let setup = Setup::new("sup-reload", echo.addr);
     // The binary behind a wrapper that makes `-u` fail while DIR/fail-upgrade exists: a new
@@ -459,6 +469,7 @@ fn reload_returns_once_the_upgrade_is_complete_and_fails_when_it_cannot_be() {
 
 #[test]
 fn reload_works_after_the_supervisor_was_restarted() {
+    let _serial = serial();
     let echo = start_echo(&[]);
     let setup = Setup::new("sup-restart", echo.addr);
     let bin = Path::new(env!("CARGO_BIN_EXE_jwt-proxy"));
@@ -484,6 +495,7 @@ fn reload_works_after_the_supervisor_was_restarted() {
 
 #[test]
 fn a_new_process_dying_after_the_hand_over_is_replaced() {
+    let _serial = serial();
     let echo = start_echo(&[]);
     let setup = Setup::new("sup-crash", echo.addr);
     let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
@@ -515,4 +527,24 @@ fn a_new_process_dying_after_the_hand_over_is_replaced() {
         sup.child.try_wait().unwrap().is_some()
     });
     assert!(setup.running().is_empty());
+}
+
+#[test]
+fn term_while_a_crashed_proxy_is_being_replaced_stops_everything() {
+    let _serial = serial();
+    let echo = start_echo(&[]);
+    let setup = Setup::new("sup-crash-term", echo.addr);
+    let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
+    let first = setup.proxy_pid().unwrap();
+    signal(first, "KILL");
+    wait_until("the restart", Duration::from_secs(10), || {
+        supervisor_log(&setup).contains("starting a new jwt-proxy")
+    });
+    signal(sup.child.id(), "TERM");
+    wait_until("supervisor exit", Duration::from_secs(30), || {
+        sup.child.try_wait().unwrap().is_some()
+    });
+    wait_until("no jwt-proxy left", Duration::from_secs(5), || {
+        setup.running().is_empty()
+    });
 }

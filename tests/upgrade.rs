@@ -490,3 +490,30 @@ fn a_head_arriving_across_the_idle_drain_is_answered() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert_eq!(echo.received(), 1);
 }
+
+#[test]
+fn a_request_pipelined_behind_a_chunked_one_during_a_drain_is_answered() {
+    let (echo, proxy) = drain_stack();
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut b = [0u8; 65536];
+    let _ = std::io::Read::read(&mut s, &mut b).unwrap();
+    signal(proxy.proc.child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n\
+POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .unwrap();
+    // The chunked request's length is not known, so its connection stays open: read the two
+    // answers, not to the end.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = String::new();
+    while out.matches("HTTP/1.1 200").count() < 2 {
+        let n = std::io::Read::read(&mut s, &mut b).unwrap_or(0);
+        assert!(n > 0, "closed after: {out}");
+        out.push_str(&String::from_utf8_lossy(&b[..n]));
+    }
+    assert_eq!(echo.received(), 3);
+}
