@@ -79,6 +79,9 @@ pub struct Ctx {
     drop_authorization: bool,
     body_bytes: u64,
     upstream_status: Option<u16>,
+    /// The request's head and body as framed on the wire, when known without reading the body;
+    /// taken from the head once, in `request_filter`.
+    wire_len: Option<u64>,
     /// The error reply we sent (a refusal or a failure): it decides the outcome.
     reply: Option<ErrorReply>,
     error: Option<Cow<'static, str>>,
@@ -263,7 +266,7 @@ impl JwtProxy {
     /// Once a drain has begun Pingora closes each connection after its current answer, which
     /// would drop requests the client already pipelined behind it (received, never answered).
     /// While more are buffered, keep the connection for them; the last one gets the close.
-    fn keep_open_for_pipelined(&self, session: &mut Session) {
+    fn keep_open_for_pipelined(&self, session: &mut Session, wire_len: Option<u64>) {
         if !self
             .stats
             .draining
@@ -275,7 +278,7 @@ impl JwtProxy {
         }
         // A chunked request's length on the wire is not known here: whether a request follows
         // it cannot be told, so its connection stays open (and is closed with the idle ones).
-        if wire_len(session).is_none_or(|n| header_timeout::more_buffered(session, n)) {
+        if wire_len.is_none_or(|n| header_timeout::more_buffered(session, n)) {
             session.set_keepalive(Some(self.client_keepalive_secs));
         }
     }
@@ -288,7 +291,13 @@ impl JwtProxy {
     }
 
     /// The record of this request as far as its head tells (`headers`: show them or not).
-    fn start_record(&self, session: &Session, ctx: &Ctx, headers: bool) -> Record {
+    fn start_record(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        head_bytes: usize,
+        headers: bool,
+    ) -> Record {
         let req = session.req_header();
         Record {
             time_unix_ms: ctx.start_unix_ms,
@@ -305,7 +314,7 @@ impl JwtProxy {
             duration_us: 0,
             bytes_in: 0,
             bytes_out: 0,
-            head_bytes: raw_head(session).map_or(0, |raw| raw.len()),
+            head_bytes,
             headers: if headers {
                 ShownHeaders::capture(&req.headers, &self.shown_headers)
             } else {
@@ -348,12 +357,6 @@ impl JwtProxy {
         r.error = ctx.error.take();
         r
     }
-}
-
-/// The request's head and body as framed on the wire, when known without reading the body.
-fn wire_len(session: &Session) -> Option<u64> {
-    let raw = raw_head(session)?;
-    wire_body_len(session.req_header()).map(|body| raw.len() as u64 + body)
 }
 
 /// `Expect: 100-continue` (case-insensitive).
@@ -428,6 +431,7 @@ impl ProxyHttp for JwtProxy {
             drop_authorization: false,
             body_bytes: 0,
             upstream_status: None,
+            wire_len: None,
             reply: None,
             error: None,
             connect_failed_at: None,
@@ -460,10 +464,11 @@ impl ProxyHttp for JwtProxy {
             .headers
             .keys()
             .any(|k| k == TOKEN_HEADER || forwarding::is_alias_of(k.as_str(), TOKEN_HEADER));
-        let refused_head = raw_head(session)
-            .and_then(|raw| head_refusal(session.req_header(), &raw, self.max_header_bytes));
+        let raw = raw_head(session).unwrap_or_default();
+        let refused_head = head_refusal(session.req_header(), &raw, self.max_header_bytes);
+        ctx.wire_len = wire_body_len(session.req_header()).map(|body| raw.len() as u64 + body);
         // A refused head's headers are not kept: its size and the reason explain it.
-        let record = self.start_record(session, ctx, refused_head.is_none());
+        let record = self.start_record(session, ctx, raw.len(), refused_head.is_none());
         ctx.unrecorded = Some(Unrecorded {
             stats: self.stats.clone(),
             access_log: self.access_log.clone(),
@@ -618,7 +623,7 @@ impl ProxyHttp for JwtProxy {
         if let Some(m) = &ctx.minted {
             resp.insert_header(TOKEN_HEADER, m.value.clone())?;
         }
-        self.keep_open_for_pipelined(session);
+        self.keep_open_for_pipelined(session, ctx.wire_len);
         Ok(())
     }
 
@@ -648,7 +653,7 @@ impl ProxyHttp for JwtProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        header_timeout::request_done(session, wire_len(session));
+        header_timeout::request_done(session, ctx.wire_len);
         let Some(u) = ctx.unrecorded.take() else {
             return;
         };

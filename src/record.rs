@@ -375,6 +375,46 @@ mod tests {
         assert!(shown_path(long.as_bytes()).len() < 3 * MAX_PATH_BYTES);
     }
 
+    /// README: "the ring costs STATUS_RECENT_BYTES plus one record (under 8 KiB)".
+    #[test]
+    fn the_largest_record_is_under_8_kib() {
+        let mut h = HeaderMap::new();
+        for i in 0..100 {
+            h.append(
+                HeaderName::from_bytes(format!("x-{i}-{}", "n".repeat(200)).as_bytes()).unwrap(),
+                "v".repeat(5000).parse().unwrap(),
+            );
+        }
+        let shown: Vec<HeaderName> = h.keys().cloned().collect();
+        let target = format!("/{}?{}", "p".repeat(5000), "k".repeat(100).repeat(100));
+        let user = "u".repeat(256);
+        let r = Record {
+            time_unix_ms: 0,
+            client: None,
+            http_version: "HTTP/1.1",
+            method: Method::POST,
+            path: shown_path(target.as_bytes()),
+            status: 200,
+            upstream_status: Some(200),
+            duration_us: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            head_bytes: 0,
+            headers: ShownHeaders::capture(&h, &shown),
+            // header.claims of a token for a 256-byte user (about 600 bytes), with room for an
+            // issuer and audience.
+            token_unsigned: Some("t".repeat(800)),
+            user: Some(user),
+            jti: Jti::from_bytes([0; 16]),
+            iat: None,
+            exp: None,
+            spoofed: false,
+            outcome: Outcome::Proxied,
+            error: Some(Cow::Owned("e".repeat(200))),
+        };
+        assert!(r.size_bytes() < 8 * 1024, "{}", r.size_bytes());
+    }
+
     #[test]
     fn truncation_marks_what_was_cut() {
         assert_eq!(truncated(b"abc", 3), "abc");

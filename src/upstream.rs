@@ -59,7 +59,8 @@ impl Upstream {
             lookup: tokio::sync::Mutex::new(()),
             stats,
         };
-        u.current = RwLock::new((addr, u.make_peer(addr)));
+        // The peer's options come from the fields above.
+        *u.current.get_mut().unwrap_or_else(|p| p.into_inner()) = (addr, u.make_peer(addr));
         u
     }
 

@@ -197,6 +197,14 @@ fn supervise(setup: &Setup, bin: &Path) -> Proc {
     sup
 }
 
+/// TERM to the supervisor, and wait for it to exit.
+fn stop_supervisor(sup: &mut Proc, limit: Duration) {
+    signal(sup.child.id(), "TERM");
+    wait_until("supervisor exit", limit, || {
+        sup.child.try_wait().unwrap().is_some()
+    });
+}
+
 fn supervisor_log(setup: &Setup) -> String {
     std::fs::read_to_string(setup.dir.join("supervise.err")).unwrap_or_default()
 }
@@ -463,10 +471,7 @@ fn reload_returns_once_the_upgrade_is_complete_and_fails_when_it_cannot_be() {
     assert_eq!(setup.running(), [new]);
     assert_eq!(post(setup.addr, "/", &[], b"{}").status, 200);
 
-    signal(sup.child.id(), "TERM");
-    wait_until("supervisor exit", Duration::from_secs(15), || {
-        sup.child.try_wait().unwrap().is_some()
-    });
+    stop_supervisor(&mut sup, Duration::from_secs(15));
     assert!(setup.running().is_empty());
 }
 
@@ -479,10 +484,7 @@ fn reload_works_after_the_supervisor_was_restarted() {
     let mut sup = supervise(&setup, bin);
     assert!(reload(&setup, bin).status.success());
     assert_eq!(setup.upgrades().unwrap(), (1, 1, "ok".to_string()));
-    signal(sup.child.id(), "TERM");
-    wait_until("supervisor exit", Duration::from_secs(15), || {
-        sup.child.try_wait().unwrap().is_some()
-    });
+    stop_supervisor(&mut sup, Duration::from_secs(15));
     // A new supervisor starts counting from 0: the state it finds must not make reload.sh
     // wait for the old count (it used to wait 300 s and report a failure).
     let mut sup = supervise(&setup, bin);
@@ -490,10 +492,7 @@ fn reload_works_after_the_supervisor_was_restarted() {
     let out = reload(&setup, bin);
     assert!(out.status.success(), "{out:?}");
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
-    signal(sup.child.id(), "TERM");
-    wait_until("supervisor exit", Duration::from_secs(15), || {
-        sup.child.try_wait().unwrap().is_some()
-    });
+    stop_supervisor(&mut sup, Duration::from_secs(15));
 }
 
 #[test]
@@ -527,10 +526,7 @@ fn a_new_process_dying_after_the_hand_over_is_replaced() {
     });
     assert!(supervisor_log(&setup).contains("starting a new jwt-proxy"));
     assert_eq!(setup.running().len(), 1, "{:?}", setup.running());
-    signal(sup.child.id(), "TERM");
-    wait_until("supervisor exit", Duration::from_secs(15), || {
-        sup.child.try_wait().unwrap().is_some()
-    });
+    stop_supervisor(&mut sup, Duration::from_secs(15));
     assert!(setup.running().is_empty());
 }
 
@@ -545,10 +541,7 @@ fn term_while_a_crashed_proxy_is_being_replaced_stops_everything() {
     wait_until("the restart", Duration::from_secs(10), || {
         supervisor_log(&setup).contains("starting a new jwt-proxy")
     });
-    signal(sup.child.id(), "TERM");
-    wait_until("supervisor exit", Duration::from_secs(30), || {
-        sup.child.try_wait().unwrap().is_some()
-    });
+    stop_supervisor(&mut sup, Duration::from_secs(30));
     wait_until("no jwt-proxy left", Duration::from_secs(5), || {
         setup.running().is_empty()
     });
