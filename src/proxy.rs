@@ -13,6 +13,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::Uri;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::upstreams::peer::Peer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
@@ -513,15 +514,18 @@ impl ProxyHttp for JwtProxy {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.upstream.connect_failed();
-        // Nothing was sent: safe to try once more if the upstream has moved.
+        // Nothing was sent: safe to try once more if the upstream has moved. The address that
+        // failed is the peer's, not the current one: a lookup may have moved it meanwhile.
         if ctx.connect_failed_at.is_none() && !self.upstream.is_literal() {
-            ctx.connect_failed_at = Some(self.upstream.addr());
-            e.set_retry(true);
+            if let Some(failed) = peer.address().as_inet() {
+                ctx.connect_failed_at = Some(*failed);
+                e.set_retry(true);
+            }
         }
         e
     }

@@ -149,10 +149,15 @@ impl StatusApp {
 
     async fn upstream_accepts(&self) -> bool {
         let connect = tokio::net::TcpStream::connect(self.info.upstream.addr());
-        matches!(
+        let ok = matches!(
             tokio::time::timeout(self.info.connect_timeout, connect).await,
             Ok(Ok(_))
-        )
+        );
+        if !ok {
+            // The upstream may have moved: look its name up again, as a failed request does.
+            self.info.upstream.connect_failed();
+        }
+        ok
     }
 
     fn started_at(&self) -> String {
