@@ -130,7 +130,7 @@ impl AccessLog {
 mod tests {
     use super::*;
     use crate::record::{Outcome, ShownHeaders};
-    use crate::token::Jti;
+    use crate::minting::Jti;
 
     /// A writer that blocks while `gate` is held, then keeps what it is given.
     struct Gated {

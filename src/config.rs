@@ -12,7 +12,10 @@ use std::time::Duration;
 use pingora::server::configuration::ServerConf;
 
 use crate::identity::{check_user, UserSource};
-use crate::token::{Key, KeyEncoding, TokenSettings, MIN_BEARER_KEY_BYTES, MIN_SIGNING_KEY_BYTES};
+use crate::keys::{Key, KeyEncoding, PrivateKey, MIN_BEARER_KEY_BYTES, MIN_SIGNING_KEY_BYTES};
+use crate::keyset::{self, Keyset};
+use crate::minting::TokenSettings;
+use crate::rotation::{RotationSettings, RETIRE_LEEWAY_SECS};
 
 /// Used when no `-c` is given and this file exists.
 pub const DEFAULT_CONF_PATH: &str = "conf/jwt-proxy.yaml";
@@ -61,6 +64,10 @@ settings! {
     JwtIssuer = "JWT_ISSUER", "";
     JwtAudience = "JWT_AUDIENCE", "";
     JwtKid = "JWT_KID", "";
+    JwtKeys = "JWT_KEYS", "";
+    JwtJwksMaxAgeSecs = "JWT_JWKS_MAX_AGE_SECS", "300";
+    JwtKeyPublishLeadSecs = "JWT_KEY_PUBLISH_LEAD_SECS", "";
+    JwtNbfSkewSecs = "JWT_NBF_SKEW_SECS", "";
     BearerSecret = "BEARER_SECRET", "";
     BearerSecretFile = "BEARER_SECRET_FILE", "";
     BearerSecretEncoding = "BEARER_SECRET_ENCODING", "text";
@@ -262,6 +269,34 @@ impl UpstreamUrl {
     }
 }
 
+/// Where the signing keys come from and the rules of their rotation.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// The keys at start-up: the `JWT_KEYS` file's set, or a one-key set (`JWT_SECRET*`, with
+    /// `JWT_KID`).
+    pub set: Keyset,
+    /// `JWT_KEYS`: the keyset file, watched and reloaded. `None`: `JWT_SECRET*`, fixed.
+    pub path: Option<PathBuf>,
+    /// How `JWT_SECRET*` is encoded (for the start-up log line).
+    pub encoding: KeyEncoding,
+    pub rotation: RotationSettings,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age_secs: u64,
+}
+
+impl KeyConfig {
+    /// The key that signs at start-up.
+    pub fn signing_key(&self) -> &PrivateKey {
+        let entry = self.set.get(&self.set.signing);
+        &entry.unwrap_or(&self.set.keys[0]).key
+    }
+
+    pub fn is_demo(&self) -> bool {
+        matches!(self.signing_key(), PrivateKey::Hs512(k) if k.is_demo())
+    }
+}
+
+
 /// The whole validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -273,12 +308,11 @@ pub struct Config {
     /// Request headers (lower case) whose values the status service shows; others are redacted.
     pub status_show_headers: Vec<String>,
     pub upstream: UpstreamUrl,
-    /// The signing key (at least 64 bytes, or the demo key when `JWT_DEMO_KEY=true`).
-    pub key: Key,
-    pub key_encoding: KeyEncoding,
-    /// Verifies inbound bearer tokens (`USER_SOURCE=bearer`): `BEARER_SECRET*`, else the signing
-    /// key.
-    pub bearer_key: Key,
+    /// The signing keys.
+    pub keys: KeyConfig,
+    /// Verifies inbound bearer tokens (`USER_SOURCE=bearer`): `BEARER_SECRET*`, else (with
+    /// `JWT_SECRET*`) the signing key; `None` with `JWT_KEYS` and no `BEARER_SECRET*`.
+    pub bearer_key: Option<Key>,
     /// No `BEARER_SECRET*` was given: `bearer_key` is the signing key.
     pub bearer_key_is_signing_key: bool,
     pub token: TokenSettings,
@@ -355,7 +389,7 @@ impl Config {
     /// bearer tokens checked with the signing key.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if self.key.is_demo() {
+        if self.keys.is_demo() {
             w.push(
                 "the signing key is the PUBLIC DEMO KEY from the README: anyone can forge tokens; \
                  set JWT_SECRET_FILE (or JWT_SECRET) to your own key"
@@ -491,6 +525,8 @@ fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
 pub enum Early {
     /// `--version` / `-V`: print `jwt-proxy <version>` and exit 0.
     Version,
+    /// `jwt-proxy keys …`: the key tool (its arguments, `keys` first).
+    Keys(Vec<OsString>),
     /// Run (or `-t`), with Pingora's options; `print_paths`: `--print-paths` was given.
     Run {
         args: Vec<OsString>,
@@ -501,6 +537,10 @@ pub enum Early {
 /// Our own flags, which Pingora's `Opt` does not know: `--version`/`-V`, and `--print-paths`
 /// (print `pid_file=`/`upgrade_sock=` once the configuration is loaded, then exit 0).
 pub fn early_args(args: impl IntoIterator<Item = OsString>) -> Early {
+    let args: Vec<OsString> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "keys") {
+        return Early::Keys(args[1..].to_vec());
+    }
     let mut rest = Vec::new();
     let mut print_paths = false;
     for (i, a) in args.into_iter().enumerate() {
@@ -794,7 +834,7 @@ impl Raw {
     fn status_token(&self) -> Result<Option<String>, ConfigError> {
         let (token, from) = match self.opt(Setting::StatusTokenFile) {
             Some(path) => (
-                crate::token::read_secret_file(Path::new(&path))
+                crate::keys::read_secret_file(Path::new(&path))
                     .map_err(|p| err(Setting::StatusTokenFile, p))?
                     .trim()
                     .to_string(),
@@ -850,23 +890,54 @@ impl Raw {
     fn into_config(self, server: ServerConf) -> Result<Config, ConfigError> {
         use Setting as S;
         let key_encoding = self.encoding(S::JwtSecretEncoding)?;
-        let demo_allowed = self.flag(S::JwtDemoKey)?;
-        let key =
-            match self.key(
-                S::JwtSecret,
-                S::JwtSecretFile,
-                key_encoding,
-                MIN_SIGNING_KEY_BYTES,
-                "HS512",
-            )? {
-                Some(k) => k,
-                None if demo_allowed => Key::demo(),
-                None => return Err(err(
-                    S::JwtSecret,
-                    "no signing key is configured: set JWT_SECRET_FILE (or JWT_SECRET) to your \
-                     key, or JWT_DEMO_KEY=true to run a demo with the public demo key",
-                )),
-            };
+        let secret = self.key(
+            S::JwtSecret,
+            S::JwtSecretFile,
+            key_encoding,
+            MIN_SIGNING_KEY_BYTES,
+            "HS512",
+        )?;
+        let keyset_path = self.opt(S::JwtKeys).map(PathBuf::from);
+        let (set, signing_secret) = match (&keyset_path, secret) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    S::JwtKeys,
+                    "set either JWT_KEYS (a keyset) or JWT_SECRET_FILE/JWT_SECRET (one key), \
+                     not both",
+                ))
+            }
+            (Some(_), None) if self.opt(S::JwtKid).is_some() => {
+                return Err(err(
+                    S::JwtKid,
+                    "with JWT_KEYS each key's kid is in the keyset file; remove JWT_KID",
+                ))
+            }
+            (Some(path), None) => (
+                keyset::load(path).map_err(|p| err(S::JwtKeys, p))?,
+                None,
+            ),
+            (None, secret) => {
+                let key = match secret {
+                    Some(k) => k,
+                    None if self.flag(S::JwtDemoKey)? => Key::demo(),
+                    None => return Err(err(
+                        S::JwtSecret,
+                        "no signing key is configured: set JWT_SECRET_FILE (or JWT_SECRET) to \
+                         your key, JWT_KEYS to a keyset, or JWT_DEMO_KEY=true to run a demo with \
+                         the public demo key",
+                    )),
+                };
+                let kid = self.opt(S::JwtKid);
+                if let Some(k) = &kid {
+                    keyset::check_kid(k).map_err(|p| err(S::JwtKid, p))?;
+                }
+                (
+                    Keyset::single(PrivateKey::Hs512(key.clone()), kid),
+                    Some(key),
+                )
+            }
+        };
+        self.flag(S::JwtDemoKey)?;
         let bearer_encoding = self.encoding(S::BearerSecretEncoding)?;
         let bearer = self.key(
             S::BearerSecret,
@@ -876,7 +947,7 @@ impl Raw {
             "HS256",
         )?;
         let bearer_key_is_signing_key = bearer.is_none();
-        let bearer_key = bearer.unwrap_or_else(|| key.clone());
+        let bearer_key = bearer.or(signing_secret);
 
         let ttl = self.num::<u64>(S::JwtTtlSecs, "a whole number of seconds")?;
         if ttl > MAX_TTL_SECS {
@@ -903,13 +974,53 @@ impl Raw {
                 ))
             }
         };
-        let kid = self.opt(S::JwtKid);
-        if kid
-            .as_deref()
-            .is_some_and(|k| k.chars().any(char::is_control))
-        {
-            return Err(err(S::JwtKid, "contains control characters"));
+        if user_source == UserSource::Bearer && bearer_key.is_none() {
+            return Err(err(
+                S::BearerSecret,
+                "USER_SOURCE=bearer with JWT_KEYS needs BEARER_SECRET_FILE (or BEARER_SECRET): \
+                 the key that verifies client tokens",
+            ));
         }
+        if keyset_path.is_some() && ttl == 0 {
+            return Err(err(
+                S::JwtTtlSecs,
+                "JWT_KEYS needs tokens that expire (JWT_TTL_SECS at least 1): a removed key is \
+                 retired once the tokens it signed have expired",
+            ));
+        }
+        let jwks_max_age_secs = self.within(
+            S::JwtJwksMaxAgeSecs,
+            "a whole number of seconds",
+            0,
+            86_400,
+        )?;
+        let publish_lead_secs = match self.opt(S::JwtKeyPublishLeadSecs) {
+            None => 2 * jwks_max_age_secs,
+            Some(_) => self.within(
+                S::JwtKeyPublishLeadSecs,
+                "a whole number of seconds",
+                0,
+                30 * 86_400,
+            )?,
+        };
+        if publish_lead_secs < jwks_max_age_secs {
+            return Err(err(
+                S::JwtKeyPublishLeadSecs,
+                format!(
+                    "{publish_lead_secs} is less than JWT_JWKS_MAX_AGE_SECS \
+                     ({jwks_max_age_secs}): a verifier's cached JWKS could miss a key that signs"
+                ),
+            ));
+        }
+        let nbf_skew_secs = match self.opt(S::JwtNbfSkewSecs) {
+            None => None,
+            Some(_) => Some(self.within(
+                S::JwtNbfSkewSecs,
+                "a whole number of seconds",
+                0,
+                3_600,
+            )?),
+        };
         let listen = SocketAddr::new(self.addr(S::ListenAddr)?, self.port(S::HttpPort)?);
         let status_listen = SocketAddr::new(self.addr(S::StatusAddr)?, self.port(S::StatusPort)?);
         let overlap = listen.ip() == status_listen.ip()
@@ -954,15 +1065,23 @@ impl Raw {
             status_token,
             status_show_headers: self.header_list(S::StatusShowHeaders)?,
             upstream,
-            key,
-            key_encoding,
+            keys: KeyConfig {
+                set,
+                path: keyset_path,
+                encoding: key_encoding,
+                rotation: RotationSettings {
+                    publish_lead_secs,
+                    retire_after_secs: ttl + RETIRE_LEEWAY_SECS,
+                },
+                jwks_max_age_secs,
+            },
             bearer_key,
             bearer_key_is_signing_key,
             token: TokenSettings {
                 ttl_secs: (ttl > 0).then_some(ttl),
                 issuer: self.opt(S::JwtIssuer),
                 audience: self.opt(S::JwtAudience),
-                kid,
+                nbf_skew_secs,
             },
             user_source,
             user_default,
@@ -1041,8 +1160,18 @@ fn check_grace(
 
 #[cfg(test)]
 mod tests {
+    impl Config {
+        /// The one HMAC key of a `JWT_SECRET*` configuration.
+        fn hmac(&self) -> &Key {
+            match self.keys.signing_key() {
+                PrivateKey::Hs512(k) => k,
+                other => panic!("not an HMAC key: {other:?}"),
+            }
+        }
+    }
+
     use super::*;
-    use crate::token::DEMO_SECRET;
+    use crate::keys::DEMO_SECRET;
 
     /// An environment lookup with the given values; `JWT_DEMO_KEY=true` unless the test says
     /// otherwise, so that tests about other settings need no key.
@@ -1091,8 +1220,8 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.status_listen, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(c.upstream.url(), "http://127.0.0.1:9000/protected");
-        assert!(c.key.is_demo());
-        assert_eq!(c.bearer_key, c.key);
+        assert!(c.keys.is_demo());
+        assert_eq!(c.bearer_key.as_ref(), Some(c.hmac()));
         assert!(c.bearer_key_is_signing_key);
         assert_eq!(c.token.ttl_secs, Some(300));
         assert_eq!(c.user_source, UserSource::parse("header:x-user").unwrap());
@@ -1138,20 +1267,20 @@ mod tests {
             );
         }
         let demo = Config::from_yaml("", &only_env(&[("JWT_DEMO_KEY", "true")])).unwrap();
-        assert!(demo.key.is_demo());
+        assert!(demo.keys.is_demo());
         assert!(demo
             .warnings()
             .iter()
             .any(|w| w.contains("PUBLIC DEMO KEY")));
         let demo = Config::from_yaml("jwt_proxy:\n  jwt_demo_key: true\n", &only_env(&[])).unwrap();
-        assert!(demo.key.is_demo());
+        assert!(demo.keys.is_demo());
         // A configured key wins; JWT_DEMO_KEY only allows the fallback.
         let own = Config::from_yaml(
             "",
             &only_env(&[("JWT_DEMO_KEY", "true"), ("JWT_SECRET", KEY64)]),
         )
         .unwrap();
-        assert_eq!(own.key.bytes(), KEY64.as_bytes());
+        assert_eq!(own.hmac().bytes(), KEY64.as_bytes());
         assert!(own.warnings().is_empty(), "{:?}", own.warnings());
         let e = Config::from_yaml("", &only_env(&[("JWT_DEMO_KEY", "yes")])).unwrap_err();
         assert_eq!(e.about, About::Setting(Setting::JwtDemoKey));
@@ -1170,7 +1299,7 @@ mod tests {
         );
         assert!(!e.to_string().contains(short), "never the key: {e}");
         assert_eq!(
-            ok("", &[("JWT_SECRET", KEY64)]).key.bytes(),
+            ok("", &[("JWT_SECRET", KEY64)]).hmac().bytes(),
             KEY64.as_bytes()
         );
         // 63 bytes as hex (126 digits) and as base64.
@@ -1205,7 +1334,7 @@ mod tests {
         let e = fails("", &[("BEARER_SECRET_FILE", file.to_str().unwrap())]);
         assert_eq!(e.setting(), "BEARER_SECRET_FILE", "{e}");
         let c = ok("", &[("BEARER_SECRET", &KEY64[..32])]);
-        assert_eq!(c.bearer_key.bytes(), &KEY64.as_bytes()[..32]);
+        assert_eq!(c.bearer_key.as_ref().unwrap().bytes(), &KEY64.as_bytes()[..32]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1216,7 +1345,7 @@ mod tests {
         let path = file.to_str().unwrap();
         std::fs::write(&file, format!("{KEY64}\r\n")).unwrap();
         assert_eq!(
-            ok("", &[("JWT_SECRET_FILE", path)]).key.bytes(),
+            ok("", &[("JWT_SECRET_FILE", path)]).hmac().bytes(),
             KEY64.as_bytes()
         );
         std::fs::write(&file, format!("  {}\n\n", "0a".repeat(64))).unwrap();
@@ -1224,7 +1353,7 @@ mod tests {
             "",
             &[("JWT_SECRET_FILE", path), ("JWT_SECRET_ENCODING", "hex")],
         );
-        assert_eq!(c.key.bytes(), [10u8; 64]);
+        assert_eq!(c.hmac().bytes(), [10u8; 64]);
         // Blank files are errors, never a fallback to the demo key (allowed here) or to
         // JWT_SECRET.
         for blank in ["", "\n", "\r\n", "  \n", "\t"] {
@@ -1267,8 +1396,8 @@ mod tests {
             ],
         );
         assert!(!c.bearer_key_is_signing_key);
-        assert_eq!(c.bearer_key.bytes(), [0xcd; 32]);
-        assert_eq!(c.key.bytes(), KEY64.as_bytes());
+        assert_eq!(c.bearer_key.as_ref().unwrap().bytes(), [0xcd; 32]);
+        assert_eq!(c.hmac().bytes(), KEY64.as_bytes());
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         // Only the bearer source uses the bearer key: no warning for the others.
         let c = ok("", &[("JWT_SECRET", KEY64)]);
@@ -1285,7 +1414,7 @@ mod tests {
         );
         assert_eq!(c.listen.port(), 9090);
         assert_eq!(c.user_default.as_deref(), Some("bob"));
-        assert_eq!(c.token.kid.as_deref(), Some("k1"));
+        assert_eq!(Some(c.keys.set.signing.as_str()), Some("k1"));
         // Values override the file; `none` makes identity required.
         let c = ok(yaml, &[("HTTP_PORT", "7070"), ("USER_DEFAULT", "none")]);
         assert_eq!(c.listen.port(), 7070);
@@ -1301,7 +1430,7 @@ mod tests {
         }
         let c = ok("", &[("JWT_TTL_SECS", "0"), ("JWT_KID", "k2")]);
         assert_eq!(c.token.ttl_secs, None);
-        assert_eq!(c.token.kid.as_deref(), Some("k2"));
+        assert_eq!(Some(c.keys.set.signing.as_str()), Some("k2"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `protected-echo`: a demo and test upstream. `POST /protected` answers with a JSON echo of what
-//! it received (method, path, headers, body size and SHA-256, and, when it has the key, whether
-//! the `x-my-jwt` token verifies, and the peer address it came from). `GET /healthz` for health
+//! it received (method, path, headers, body size and SHA-256, and, when it has a key or a JWKS,
+//! whether the `x-my-jwt` token verifies, and the peer address it came from). `GET /healthz` for health
 //! checks, `GET /stats` counts requests (and, with `--track-jti`, distinct and duplicate token
 //! jtis; with `--track-header NAME`, distinct and duplicate values of
 //! that header). Query knobs for tests: `delay_ms=N` waits before answering
@@ -8,25 +8,26 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::token::Key;
+use crate::jwks_client::JwksVerifier;
+use crate::verification::decode_parts;
+use crate::TOKEN_HEADER;
 
 /// Bodies larger than this are refused with 413.
 pub const MAX_ECHO_BODY: usize = 16 * 1024 * 1024;
 const MAX_DELAY_MS: u64 = 60_000;
 
 pub struct EchoApp {
-    verify: Option<(DecodingKey, Validation)>,
+    verify: Option<Arc<JwksVerifier>>,
     /// `POST /protected` requests received (see `GET /stats`): lets tests prove that nothing
     /// reached the upstream.
     received: AtomicU64,
@@ -52,19 +53,13 @@ struct Tracked {
 }
 
 impl EchoApp {
-    /// With a key, every request's `x-my-jwt` is verified (HS512, `exp` checked when present).
+    /// With a verifier, every request's `x-my-jwt` is verified (by its kid against the JWKS,
+    /// or with the secret; `exp`/`nbf` checked when present).
     pub fn new(
-        key: Option<&Key>,
+        verify: Option<Arc<JwksVerifier>>,
         track_header: Option<http::HeaderName>,
         track_jti: bool,
     ) -> EchoApp {
-        let verify = key.and_then(|k| {
-            let mut v = Validation::new(Algorithm::HS512);
-            v.required_spec_claims.clear();
-            v.validate_aud = false;
-            v.leeway = 0;
-            DecodingKey::from_secret(k.bytes()).ok().map(|d| (d, v))
-        });
         EchoApp {
             verify,
             received: AtomicU64::new(0),
@@ -73,21 +68,30 @@ impl EchoApp {
         }
     }
 
-    fn token_report(&self, values: &[String]) -> Value {
+    async fn token_report(&self, values: &[String]) -> Value {
         let Some(token) = values.first() else {
             return json!({"present": false, "count": 0});
         };
         let mut report = json!({"present": true, "count": values.len()});
-        if let Some((header, claims)) = crate::token::decode_parts(token) {
+        if let Some((header, claims)) = decode_parts(token) {
             report["header"] = header;
             report["claims"] = claims;
         }
-        if let Some((key, validation)) = &self.verify {
-            match jsonwebtoken::decode::<Value>(token, key, validation) {
+        if let Some(v) = &self.verify {
+            // Verifying may fetch the JWKS: a blocking task, not this worker thread.
+            let result = if v.uses_jwks() {
+                let (v, t) = (v.clone(), token.clone());
+                tokio::task::spawn_blocking(move || v.verify(&t).map_err(|e| e.to_string()))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            } else {
+                v.verify(token).map_err(|e| e.to_string())
+            };
+            match result {
                 Ok(_) => report["valid"] = true.into(),
                 Err(e) => {
                     report["valid"] = false.into();
-                    report["error"] = e.to_string().into();
+                    report["error"] = e.into();
                 }
             }
         }
@@ -114,7 +118,7 @@ impl EchoApp {
         };
         let jti = req
             .headers
-            .get("x-my-jwt")
+            .get(TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(jti_of);
         let mut t = jtis.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,7 +149,7 @@ impl EchoApp {
 
 /// The `jti` claim of a token (32 hex digits) as a number.
 fn jti_of(token: &str) -> Option<u128> {
-    let (_, claims) = crate::token::decode_parts(token)?;
+    let (_, claims) = decode_parts(token)?;
     let hex = claims["jti"].as_str().filter(|j| j.len() == 32)?;
     u128::from_str_radix(hex, 16).ok()
 }
@@ -227,7 +231,7 @@ impl ServeHttp for EchoApp {
             .collect();
         let tokens: Vec<String> = headers
             .iter()
-            .filter(|(k, _)| k == "x-my-jwt")
+            .filter(|(k, _)| k == TOKEN_HEADER)
             .map(|(_, v)| v.clone())
             .collect();
         let digest = hasher.finalize();
@@ -239,7 +243,7 @@ impl ServeHttp for EchoApp {
             "headers": headers,
             "body_bytes": size,
             "body_sha256": digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "x_my_jwt": self.token_report(&tokens),
+            "x_my_jwt": self.token_report(&tokens).await,
         });
         json_response(status, &body)
     }

@@ -9,7 +9,7 @@ use std::fmt;
 use http::HeaderName;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::token::{BearerError, BearerVerifier};
+use crate::verification::{BearerError, BearerVerifier};
 
 /// Longest accepted user value, in bytes.
 pub const MAX_USER_BYTES: usize = 256;
@@ -320,7 +320,7 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{Key, KeyEncoding, DEMO_SECRET};
+    use crate::keys::{Key, KeyEncoding, DEMO_SECRET};
 
     fn one(v: &str) -> std::iter::Once<&[u8]> {
         std::iter::once(v.as_bytes())

@@ -1,5 +1,5 @@
-//! jwt-proxy: a Pingora proxy that mints an HS512 JWT for every request and injects it into
-//! the request it forwards. See README.md for the user's manual.
+//! jwt-proxy: a Pingora proxy that mints a JWT (HS512, EdDSA or ES256) for every request and
+//! injects it into the request it forwards. See README.md for the user's manual.
 
 pub mod access_log;
 pub mod client;
@@ -9,14 +9,21 @@ pub mod echo;
 pub mod forwarding;
 pub mod head_checks;
 pub mod header_timeout;
+pub mod jwks_client;
 pub mod identity;
+pub mod key_reload;
+pub mod key_tool;
+pub mod keys;
+pub mod keyset;
+pub mod minting;
 pub mod proxy;
 pub mod record;
 pub mod reply;
+pub mod rotation;
 pub mod stats;
 pub mod status;
-pub mod token;
 pub mod upstream;
+pub mod verification;
 
 /// The header carrying our token: upstream, back to the client, and nowhere else.
 pub const TOKEN_HEADER: &str = "x-my-jwt";

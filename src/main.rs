@@ -15,6 +15,7 @@ use pingora::services::background::background_service;
 use jwt_proxy::access_log::AccessLog;
 use jwt_proxy::config::{self, Config, Early};
 use jwt_proxy::drain::ProxyApp;
+use jwt_proxy::key_reload::{KeyWatcher, LiveKeys};
 use jwt_proxy::proxy::JwtProxy;
 use jwt_proxy::stats::Stats;
 use jwt_proxy::status::{Info, StatusApp};
@@ -25,12 +26,19 @@ use jwt_proxy::upstream::{Refresher, Upstream};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // SIGHUP reloads the keyset (the key watcher's handler); until that handler is installed,
+    // a HUP must not take the default action, which ends the process.
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let (args, print_paths) = match config::early_args(std::env::args_os()) {
         Early::Version => {
             println!("{}", config::version_line());
             return ExitCode::SUCCESS;
         }
+        Early::Keys(args) => return ExitCode::from(jwt_proxy::key_tool::run(args)),
         Early::Run { args, print_paths } => (args, print_paths),
     };
     let mut opt = Opt::parse_from_args(args);
@@ -71,17 +79,27 @@ fn main() -> ExitCode {
         config.upstream.url(),
         config.user_source
     );
-    log::info!(
-        "signing key fingerprint {} ({}-encoded){}",
-        config.key.fingerprint(),
-        config.key_encoding.as_str(),
-        config
-            .token
-            .kid
-            .as_deref()
-            .map(|k| format!(", kid {k}"))
-            .unwrap_or_default()
-    );
+    match &config.keys.path {
+        None => log::info!(
+            "signing key fingerprint {} ({}-encoded){}",
+            config.keys.signing_key().fingerprint(),
+            config.keys.encoding.as_str(),
+            Some(config.keys.set.signing.as_str())
+                .filter(|k| !k.is_empty())
+                .map(|k| format!(", kid {k}"))
+                .unwrap_or_default()
+        ),
+        Some(path) => log::info!(
+            "keyset {}: signing {} ({} {}), {} keys; publish lead {} s, JWKS max-age {} s",
+            path.display(),
+            config.keys.set.signing,
+            config.keys.signing_key().alg(),
+            config.keys.signing_key().fingerprint(),
+            config.keys.set.keys.len(),
+            config.keys.rotation.publish_lead_secs,
+            config.keys.jwks_max_age_secs
+        ),
+    }
     for w in config.warnings() {
         log::warn!("{w}");
     }
@@ -91,7 +109,14 @@ fn main() -> ExitCode {
     let access_log = config
         .access_log
         .then(|| AccessLog::new(stats.clone(), Box::new(std::io::stdout())));
-    let proxy = match JwtProxy::new(&config, upstream.clone(), stats.clone(), access_log.clone()) {
+    let keys = Arc::new(LiveKeys::new(&config.keys, &config.token, stats.clone()));
+    let proxy = match JwtProxy::new(
+        &config,
+        upstream.clone(),
+        keys.clone(),
+        stats.clone(),
+        access_log.clone(),
+    ) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("jwt-proxy: {e}");
@@ -106,9 +131,9 @@ fn main() -> ExitCode {
         upstream: upstream.clone(),
         connect_timeout: config.connect_timeout,
         status_token: config.status_token.clone(),
-        key_fingerprint: config.key.fingerprint(),
-        demo_key: config.key.is_demo(),
-        kid: config.token.kid.clone(),
+        demo_key: config.keys.is_demo(),
+        keys: keys.clone(),
+        keyset_path: config.keys.path.as_ref().map(|p| p.display().to_string()),
         user_source: config.user_source.to_string(),
     };
 
@@ -149,6 +174,7 @@ fn main() -> ExitCode {
     server.add_service(proxy_service);
     server.add_service(status_service);
     server.add_service(background_service("upstream resolver", Refresher(upstream)));
+    server.add_service(background_service("key watcher", KeyWatcher(keys)));
     server.run_forever()
 }
 

@@ -26,7 +26,9 @@ use crate::identity::{self, Rejection, UserSource};
 use crate::record::{self, Outcome, Record, ShownHeaders};
 use crate::reply::{self, ErrorReply};
 use crate::stats::{Counter, Stats};
-use crate::token::{BearerVerifier, Jti, Minter};
+use crate::key_reload::LiveKeys;
+use crate::minting::Jti;
+use crate::verification::{BearerError, BearerVerifier};
 use crate::upstream::Upstream;
 use crate::TOKEN_HEADER;
 
@@ -35,8 +37,10 @@ use crate::TOKEN_HEADER;
 pub const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
 
 pub struct JwtProxy {
-    minter: Minter,
-    verifier: BearerVerifier,
+    /// The signing keys (swapped whole on a keyset reload).
+    keys: Arc<LiveKeys>,
+    /// `USER_SOURCE=bearer` only (config guarantees a key then).
+    verifier: Option<BearerVerifier>,
     user_source: UserSource,
     user_default: Option<String>,
     /// Effective body limit (for `json:` at most the retry buffer).
@@ -125,6 +129,7 @@ impl JwtProxy {
     pub fn new(
         config: &Config,
         upstream: Arc<Upstream>,
+        keys: Arc<LiveKeys>,
         stats: Arc<Stats>,
         access_log: Option<AccessLog>,
     ) -> Result<JwtProxy> {
@@ -159,8 +164,8 @@ impl JwtProxy {
         }
         Ok(JwtProxy {
             owned_headers,
-            minter: Minter::new(&config.key, &config.token),
-            verifier: BearerVerifier::new(&config.bearer_key),
+            keys,
+            verifier: config.bearer_key.as_ref().map(BearerVerifier::new),
             user_source: config.user_source.clone(),
             user_default: config.user_default.clone(),
             max_body,
@@ -190,8 +195,10 @@ impl JwtProxy {
             ),
             UserSource::Bearer => {
                 let auth = session.req_header().headers.get_all(header::AUTHORIZATION);
-                let found =
-                    identity::from_bearer(auth.iter().map(HeaderValue::as_bytes), &self.verifier);
+                let found = match &self.verifier {
+                    Some(v) => identity::from_bearer(auth.iter().map(HeaderValue::as_bytes), v),
+                    None => Err(Rejection::Bearer(BearerError::BadSignature)),
+                };
                 ctx.drop_authorization = matches!(found, Ok(Some(_)));
                 found
             }
@@ -249,7 +256,7 @@ impl JwtProxy {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let minted = self.minter.mint(user, now, &ctx.jti);
+        let minted = self.keys.mint(user, now, &ctx.jti);
         let value = HeaderValue::from_maybe_shared(Bytes::from(minted.token))
             .map_err(|e| Error::because(ErrorType::InternalError, "token header", e))?;
         self.stats

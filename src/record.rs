@@ -12,7 +12,8 @@ use http::{HeaderMap, HeaderName, Method};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::token::{decode_parts, Jti};
+use crate::minting::Jti;
+use crate::verification::decode_parts;
 use crate::TOKEN_HEADER;
 
 /// The longest path (with query) a record keeps; longer ones are cut with a marker.

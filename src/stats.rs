@@ -20,6 +20,8 @@ pub enum Counter {
     DrainCut,
     UpstreamResolveFailures,
     AccessLogDropped,
+    KeyReloads,
+    KeyReloadFailures,
 }
 
 /// How a counter is shown: `name` in `/status.json`, `jwt_proxy_<name>_total` in `/metrics`,
@@ -80,6 +82,18 @@ pub const COUNTERS: &[CounterInfo] = &[
         name: "access_log_dropped_lines",
         label: "access-log lines dropped (stdout not keeping up)",
         help: "Access-log lines dropped because stdout did not take them fast enough (the queue was full).",
+    },
+    CounterInfo {
+        counter: Counter::KeyReloads,
+        name: "key_reloads",
+        label: "keyset reloads applied",
+        help: "Keyset reloads applied (SIGHUP or a change of the JWT_KEYS files).",
+    },
+    CounterInfo {
+        counter: Counter::KeyReloadFailures,
+        name: "key_reload_failures",
+        label: "keyset reloads refused (the keys in use were kept)",
+        help: "Keyset reloads refused: the file did not load or broke a rotation rule; the keys in use were kept.",
     },
 ];
 
@@ -269,7 +283,7 @@ impl Stats {
 mod tests {
     use super::*;
     use crate::record::ShownHeaders;
-    use crate::token::Jti;
+    use crate::minting::Jti;
     use http::Method;
 
     fn record(status: u16, path_len: usize) -> Record {

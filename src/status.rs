@@ -1,7 +1,8 @@
 //! The status service (its own port): `/status` (HTML), `/status.json`, `/healthz`, `/readyz`,
-//! `/metrics` (Prometheus text). Reads `stats` only; everything shown is escaped. Per-request
-//! detail (`/status`, `/status.json`) needs `Authorization: Bearer <STATUS_TOKEN>` when a token
-//! is configured; health, readiness and metrics stay open.
+//! `/metrics` (Prometheus text), `/.well-known/jwks.json` (the public keys). Reads `stats` and
+//! the live keys only; everything shown is escaped. Per-request detail (`/status`,
+//! `/status.json`) needs `Authorization: Bearer <STATUS_TOKEN>` when a token is configured;
+//! health, readiness, metrics and the JWKS stay open. No HMAC secret is ever shown.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -15,7 +16,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
-use crate::record::{Record, OUTCOMES};
+use crate::key_reload::{unix_now, LiveKeys};
+use crate::record::{format_time, Record, OUTCOMES};
 use crate::stats::{Histogram, Stats, COUNTERS};
 use crate::upstream::Upstream;
 
@@ -30,9 +32,11 @@ pub struct Info {
     pub connect_timeout: Duration,
     /// Required as a bearer token for per-request detail, when set.
     pub status_token: Option<String>,
-    pub key_fingerprint: String,
+    /// The signing key is the public demo key (fixed: demo keys are never reloaded).
     pub demo_key: bool,
-    pub kid: Option<String>,
+    pub keys: Arc<LiveKeys>,
+    /// `JWT_KEYS`, when the keys come from a keyset file.
+    pub keyset_path: Option<String>,
     pub user_source: String,
 }
 
@@ -53,6 +57,9 @@ impl ServeHttp for StatusApp {
             );
         }
         let path = req.uri.path();
+        if path == JWKS_PATH {
+            return self.jwks(session);
+        }
         if matches!(path, "/status" | "/" | "/status.json") && !self.authorized(session) {
             let mut r = respond(
                 401,
@@ -128,6 +135,18 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
     r
 }
 
+/// Where the public keys are published.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// `If-None-Match` lists `etag` (or is `*`); weak tags compare equal (RFC 9110 §13.1.2).
+fn matches_etag(if_none_match: &[u8], etag: &str) -> bool {
+    let etag = etag.as_bytes();
+    if_none_match.split(|&b| b == b',').any(|t| {
+        let t = t.trim_ascii();
+        t == b"*" || t.strip_prefix(b"W/").unwrap_or(t) == etag
+    })
+}
+
 /// Equal without an early exit on the first difference (no timing hint about the token).
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -160,6 +179,48 @@ impl StatusApp {
         ok
     }
 
+    /// `GET /.well-known/jwks.json`: cacheable for the JWKS max-age (never longer than the
+    /// publish lead), with an ETag and 304 for a match.
+    fn jwks(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        let jwks = self.info.keys.jwks();
+        let fresh = session
+            .req_header()
+            .headers
+            .get_all(http::header::IF_NONE_MATCH)
+            .iter()
+            .any(|v| matches_etag(v.as_bytes(), &jwks.etag));
+        let mut r = if fresh {
+            let mut r = respond(304, "application/jwk-set+json", Vec::new());
+            r.headers_mut().remove("content-length");
+            r
+        } else {
+            respond(200, "application/jwk-set+json", jwks.body.into_bytes())
+        };
+        let h = r.headers_mut();
+        if let Ok(v) = format!("public, max-age={}", self.info.keys.jwks_max_age_secs).parse() {
+            h.insert("cache-control", v);
+        }
+        if let Ok(v) = jwks.etag.parse() {
+            h.insert("etag", v);
+        }
+        r
+    }
+
+    /// The keys held and the last reload, for `/status.json` and the page.
+    fn keys_json(&self) -> Value {
+        let now = unix_now();
+        let mut k = self.info.keys.ring().describe(now);
+        k["source"] = match &self.info.keyset_path {
+            Some(p) => json!(p),
+            None => json!("JWT_SECRET"),
+        };
+        k["reload_error"] = match self.info.keys.last_error() {
+            Some(e) => json!({"at": e.at, "message": e.message}),
+            None => Value::Null,
+        };
+        k
+    }
+
     fn started_at(&self) -> String {
         chrono::DateTime::<chrono::Utc>::from(self.stats.started_at)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -186,9 +247,7 @@ impl StatusApp {
             "listen": self.info.listen.to_string(),
             "upstream_url": self.info.upstream_url,
             "user_source": self.info.user_source,
-            "key_fingerprint": self.info.key_fingerprint,
             "demo_key": self.info.demo_key,
-            "kid": self.info.kid,
             "upstream_addr": self.info.upstream.addr().to_string(),
             "requests_total": s.requests.load(Relaxed),
             "in_flight": s.in_flight.load(Relaxed),
@@ -202,6 +261,18 @@ impl StatusApp {
         for c in COUNTERS {
             doc[c.name] = s.count(c.counter).into();
         }
+        let keys = self.keys_json();
+        let signer = keys["keys"]
+            .as_array()
+            .and_then(|a| a.iter().find(|k| k["state"] == "signing"))
+            .cloned()
+            .unwrap_or_default();
+        doc["key_fingerprint"] = signer["fingerprint"].clone();
+        doc["kid"] = match signer["kid"].as_str() {
+            Some("") | None => Value::Null,
+            Some(k) => k.into(),
+        };
+        doc["keys"] = keys;
         doc
     }
 
@@ -334,8 +405,10 @@ impl StatusApp {
                 }
             }
         }
+        h.push_str("</table>");
+        keys_html(&mut h, &j["keys"]);
         h.push_str(
-            "</table><h2>Recent requests (newest first)</h2><table id=\"recent\"><tr>\
+            "<h2>Recent requests (newest first)</h2><table id=\"recent\"><tr>\
             <th>time</th><th>client</th><th>version</th><th>method</th><th>path</th><th>status</th>\
             <th>upstream</th><th>user</th><th>jti</th><th>duration ms</th><th>in/out bytes</th>\
             <th>details</th></tr>",
@@ -379,6 +452,56 @@ impl StatusApp {
         h.push_str("</table></body></html>");
         h
     }
+}
+
+/// The keys table: each key's state in words, and when a pending switch or a retirement
+/// happens.
+fn keys_html(h: &mut String, k: &Value) {
+    let when = |v: &Value| v.as_u64().map(|t| format_time(t * 1000)).unwrap_or("-".into());
+    let _ = write!(
+        h,
+        "<h2>Signing keys</h2><p id=\"keys-source\">from {}; publish lead {} s</p>",
+        esc(&plain(&k["source"])),
+        esc(&plain(&k["publish_lead_secs"]))
+    );
+    if let Some(sw) = k["switch"].as_object() {
+        let _ = write!(
+            h,
+            "<p id=\"keys-switch\">{} signs from {} (once published for the lead); until then \
+             {} signs.</p>",
+            esc(&plain(&sw["kid"])),
+            esc(&when(&sw["signs_from"])),
+            esc(&plain(&k["signing"]))
+        );
+    }
+    if let Some(e) = k["reload_error"].as_object() {
+        let _ = write!(
+            h,
+            "<p id=\"keys-error\"><b>Last reload refused</b> at {}: {} (the keys below stay in \
+             use)</p>",
+            esc(&when(&e["at"])),
+            esc(&plain(&e["message"]))
+        );
+    }
+    h.push_str(
+        "<table id=\"keys\"><tr><th>kid</th><th>alg</th><th>fingerprint</th><th>state</th>\
+         <th>published since</th><th>in JWKS</th><th>retired at</th></tr>",
+    );
+    for key in k["keys"].as_array().into_iter().flatten() {
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr>",
+            esc(&plain(&key["kid"])),
+            esc(&plain(&key["alg"])),
+            esc(&plain(&key["fingerprint"])),
+            esc(&plain(&key["state"])),
+            esc(&when(&key["published_at"])),
+            if key["in_jwks"] == true { "yes" } else { "no (secret)" },
+            esc(&when(&key["dropped_at"])),
+        );
+    }
+    h.push_str("</table>");
 }
 
 fn plain(v: &Value) -> String {

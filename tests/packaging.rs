@@ -191,7 +191,7 @@ fn ports_and_variables_agree_with_the_config_and_readme() {
         "/run/secrets/jwt_secret"
     );
     let demo = read("conf/demo-secret.txt");
-    assert_eq!(demo.trim_end(), jwt_proxy::token::DEMO_SECRET);
+    assert_eq!(demo.trim_end(), jwt_proxy::keys::DEMO_SECRET);
     assert!(read(".dockerignore").lines().any(|l| l.trim() == "target/"));
 }
 
@@ -268,7 +268,7 @@ fn compose_stack_configuration_loads() {
     let yaml = read("conf/jwt-proxy.yaml");
     let config = jwt_proxy::config::Config::from_yaml(&yaml, &|k| env.get(k).cloned())
         .unwrap_or_else(|e| panic!("the compose stack's configuration: {e}"));
-    assert!(config.key.is_demo(), "the demo secret file");
+    assert!(config.keys.is_demo(), "the demo secret file");
     let token = read("conf/demo-status-token.txt");
     assert_eq!(config.status_token.as_deref(), Some(token.trim()));
     assert!(token.trim().len() >= 16);
@@ -310,7 +310,7 @@ fn make_run_and_reload_ask_for_the_demo_key_only_as_a_default() {
     let yaml = read("conf/jwt-proxy.yaml");
     let env = |k: &str| (k == "JWT_DEMO_KEY").then(|| "true".to_string());
     let config = jwt_proxy::config::Config::from_yaml(&yaml, &env).unwrap();
-    assert!(config.key.is_demo());
+    assert!(config.keys.is_demo());
     // Without it, the shipped file alone has no key.
     let e = jwt_proxy::config::Config::from_yaml(&yaml, &|_| None).unwrap_err();
     assert_eq!(e.setting(), "JWT_SECRET");

@@ -5,14 +5,17 @@ use std::collections::{BTreeMap, HashSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use jwt_proxy::config::{Config, SETTINGS};
 use jwt_proxy::identity::check_user;
-use jwt_proxy::token::{decode_parts, Jti, Key, KeyEncoding, Minter, TokenSettings, DEMO_SECRET};
+use jwt_proxy::keys::{Key, KeyEncoding, PrivateKey, DEMO_SECRET};
+use jwt_proxy::minting::{Jti, Minter, TokenSettings};
+use jwt_proxy::verification::decode_parts;
 use proptest::prelude::*;
 
 fn minter(ttl: Option<u64>) -> (Minter, Key) {
     let key = Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap();
     (
         Minter::new(
-            &key,
+            &PrivateKey::Hs512(key.clone()),
+            None,
             &TokenSettings {
                 ttl_secs: ttl,
                 ..Default::default()

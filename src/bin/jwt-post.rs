@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use jwt_proxy::client::{describe, exit, load_data, parse_header, verify};
-use jwt_proxy::token::key_from_args;
+use jwt_proxy::client::{describe, exit, load_data, parse_header};
+use jwt_proxy::jwks_client::JwksVerifier;
+use jwt_proxy::keys::key_from_args;
+use jwt_proxy::TOKEN_HEADER;
 
 /// POST JSON to jwt-proxy; print the status, the response headers and the x-my-jwt token decoded.
 #[derive(Parser, Debug)]
@@ -45,6 +47,10 @@ struct Args {
     /// How the key is encoded: text, hex, base64.
     #[arg(long, env = "JWT_SECRET_ENCODING", default_value = "text")]
     secret_encoding: String,
+    /// Verify the token by its kid against the JWKS at this URL (e.g.
+    /// http://127.0.0.1:8081/.well-known/jwks.json).
+    #[arg(long, env = "JWKS_URL")]
+    jwks: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
@@ -122,7 +128,7 @@ fn run(args: &Args) -> Result<u8, u8> {
     let status = resp.status();
     let token = resp
         .headers()
-        .get("x-my-jwt")
+        .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut text = String::new();
@@ -152,10 +158,14 @@ fn run(args: &Args) -> Result<u8, u8> {
         std::fs::write(path, format!("{token}\n"))
             .map_err(|e| fail(exit::REQUEST_FAILED, format!("cannot write {path}: {e}")))?;
     }
-    if let Some(key) = &key {
-        match verify(&token, key) {
+    if key.is_some() || args.jwks.is_some() {
+        let (verifier, _) = JwksVerifier::new(key, args.jwks.clone());
+        match verifier.verify(&token) {
             Ok(_) if args.quiet => {}
-            Ok(_) => println!("token verified: HS512 signature valid with the given key"),
+            Ok(_) => println!(
+                "token verified: signature valid with the given {}",
+                if args.jwks.is_some() { "JWKS" } else { "key" }
+            ),
             Err(e) => {
                 return Err(fail(
                     exit::INVALID_TOKEN,

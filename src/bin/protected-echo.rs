@@ -8,8 +8,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
+use std::sync::Arc;
+
 use jwt_proxy::echo::EchoApp;
-use jwt_proxy::token::{key_from_args, Key};
+use jwt_proxy::jwks_client::JwksVerifier;
+use jwt_proxy::keys::{key_from_args, Key};
 
 /// A small upstream for jwt-proxy: answers POST /protected with a JSON echo of the request.
 #[derive(Parser, Debug)]
@@ -28,6 +31,11 @@ struct Args {
     /// How the key is encoded: text, hex or base64.
     #[arg(long, env = "JWT_SECRET_ENCODING", default_value = "text")]
     secret_encoding: String,
+    /// Verify tokens by their kid against the JWKS at this URL (e.g.
+    /// http://127.0.0.1:8081/.well-known/jwks.json); fetched at start and again for an unknown
+    /// kid, at most once a second. With --secret/--secret-file too, HS512 tokens use the secret.
+    #[arg(long, env = "JWKS_URL")]
+    jwks: Option<String>,
     /// Do not verify tokens, only echo them.
     #[arg(long)]
     no_verify: bool,
@@ -45,20 +53,27 @@ struct Args {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    let key = if args.no_verify {
+    let verifier = if args.no_verify {
         None
     } else {
-        match key_from_args(
+        let secret = match key_from_args(
             args.secret.as_deref(),
             args.secret_file.as_deref().map(Path::new),
             &args.secret_encoding,
         ) {
-            Ok(key) => Some(key.unwrap_or_else(Key::demo)),
+            // Without a JWKS and a secret, the demo key (what `make run` signs with).
+            Ok(key) if args.jwks.is_none() => Some(key.unwrap_or_else(Key::demo)),
+            Ok(key) => key,
             Err(e) => {
                 eprintln!("protected-echo: {e}");
                 return ExitCode::from(2);
             }
+        };
+        let (v, problem) = JwksVerifier::new(secret, args.jwks.clone());
+        if let Some(p) = problem {
+            eprintln!("protected-echo: {p} (tried again at the first token)");
         }
+        Some(Arc::new(v))
     };
     let track = match args
         .track_header
@@ -84,7 +99,7 @@ fn main() -> ExitCode {
     server.bootstrap();
     let mut service = Service::new(
         "protected-echo".to_string(),
-        EchoApp::new(key.as_ref(), track, args.track_jti),
+        EchoApp::new(verifier, track, args.track_jti),
     );
     service.add_tcp(&args.listen);
     server.add_service(service);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const DEMO_SECRET: &str = jwt_proxy::token::DEMO_SECRET;
+pub const DEMO_SECRET: &str = jwt_proxy::keys::DEMO_SECRET;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,88 @@
+//! `jwt-proxy keys new --alg EdDSA|ES256|HS512 --kid K [--out FILE]`: write a new key file
+//! (mode 0600, never over an existing file) and print the keyset entry that names it.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::keys::{Alg, PrivateKey};
+use crate::keyset::check_kid;
+
+/// Manage signing keys.
+#[derive(Parser, Debug)]
+#[command(name = "jwt-proxy keys", version)]
+enum KeysCommand {
+    /// Write a new key file (0600) and print its keyset entry.
+    New {
+        /// HS512, EdDSA (recommended) or ES256.
+        #[arg(long)]
+        alg: String,
+        /// The key's id (goes in every token it signs).
+        #[arg(long)]
+        kid: String,
+        /// Where to write it (default: <kid>.pem, or <kid>.key for HS512). A keyset names key
+        /// files relative to its own directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The keyset entry for a key file.
+pub fn entry(kid: &str, alg: Alg, file: &str) -> String {
+    let encoding = if alg == Alg::Hs512 {
+        "\n    encoding: hex"
+    } else {
+        ""
+    };
+    format!("  - kid: {kid}\n    alg: {alg}\n    file: {file}{encoding}\n")
+}
+
+/// Run `jwt-proxy keys …` (`args` starts with `keys`). Returns the exit code.
+pub fn run(args: Vec<OsString>) -> u8 {
+    let cmd = match KeysCommand::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let KeysCommand::New { alg, kid, out } = cmd;
+    let Some(alg) = Alg::parse(&alg) else {
+        eprintln!("jwt-proxy keys new: --alg {alg:?} is not one of HS512, EdDSA, ES256");
+        return 2;
+    };
+    if let Err(e) = check_kid(&kid) {
+        eprintln!("jwt-proxy keys new: --kid: {e}");
+        return 2;
+    }
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{kid}.{}",
+            if alg == Alg::Hs512 { "key" } else { "pem" }
+        ))
+    });
+    let key = PrivateKey::generate(alg);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&out)
+        .and_then(|mut f| {
+            f.write_all(key.to_file_text().as_bytes())?;
+            f.sync_all()
+        });
+    if let Err(e) = written {
+        eprintln!("jwt-proxy keys new: cannot write {}: {e}", out.display());
+        return 1;
+    }
+    eprintln!(
+        "wrote {} ({alg}, fingerprint {}); add this entry to the keyset's keys:",
+        out.display(),
+        key.fingerprint()
+    );
+    print!("{}", entry(&kid, alg, &out.display().to_string()));
+    0
+}

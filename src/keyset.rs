@@ -1,0 +1,329 @@
+//! The keyset file (`JWT_KEYS`): which keys exist, which one should sign, which are forced out.
+//! Parsing and every rule are here, so that start-up, `-t` and a live reload refuse exactly the
+//! same files; the one I/O is reading the files it names, through a reader the caller passes.
+//!
+//! ```yaml
+//! signing: k2            # the kid that should sign
+//! keys:
+//!   - kid: k1
+//!     alg: HS512
+//!     file: k1.key         # relative to this file's directory
+//!     encoding: hex        # HMAC only: text (default), hex, base64
+//!   - kid: k2
+//!     alg: EdDSA           # or ES256: a PEM PKCS#8 private key file
+//!     file: k2.pem
+//! revoked: [k0]          # forced out at once: neither signs nor is published
+//! ```
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::keys::{Alg, Key, KeyEncoding, PrivateKey, MIN_SIGNING_KEY_BYTES};
+
+/// Longest `kid`.
+pub const MAX_KID_LEN: usize = 64;
+/// Most keys in one set (a keyset is a handful of keys; this bounds what a reload can hold).
+pub const MAX_KEYS: usize = 32;
+/// Largest keyset or key file read.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKeyset {
+    signing: Option<String>,
+    #[serde(default)]
+    keys: Vec<FileKey>,
+    #[serde(default)]
+    revoked: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKey {
+    kid: Option<String>,
+    alg: Option<String>,
+    file: Option<String>,
+    value: Option<String>,
+    encoding: Option<String>,
+}
+
+/// One key of a loaded set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEntry {
+    pub kid: String,
+    pub key: PrivateKey,
+}
+
+/// A keyset that passed every rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyset {
+    pub keys: Vec<KeyEntry>,
+    /// The kid that should sign (one of `keys`).
+    pub signing: String,
+    /// Kids forced out at once (none of them is in `keys`).
+    pub revoked: Vec<String>,
+    /// Every file the set was read from (the keyset file first): what a reload watches.
+    pub files: Vec<PathBuf>,
+}
+
+impl Keyset {
+    pub fn get(&self, kid: &str) -> Option<&KeyEntry> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// A one-key set: `JWT_SECRET`/`JWT_SECRET_FILE`, with `JWT_KID` when set.
+    pub fn single(key: PrivateKey, kid: Option<String>) -> Keyset {
+        let kid = kid.unwrap_or_default();
+        Keyset {
+            keys: vec![KeyEntry {
+                kid: kid.clone(),
+                key,
+            }],
+            signing: kid,
+            revoked: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// A `kid` we accept: 1 to 64 printable ASCII characters, no quotes or backslashes (it goes in
+/// headers, JSON and log lines as it is).
+pub fn check_kid(kid: &str) -> Result<(), String> {
+    if kid.is_empty() || kid.len() > MAX_KID_LEN {
+        return Err(format!("kid must be 1 to {MAX_KID_LEN} characters"));
+    }
+    if !kid
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return Err(format!(
+            "kid {kid:?} must be printable ASCII without spaces, quotes or backslashes"
+        ));
+    }
+    Ok(())
+}
+
+/// Read a file the set names: bounded in size; the error names the file, never its contents.
+pub fn read_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut text = String::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_FILE_BYTES} bytes",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+/// Load the keyset at `path` from disk.
+pub fn load(path: &Path) -> Result<Keyset, String> {
+    let text = read_file(path)?;
+    parse(path, &text, &|p| read_file(p))
+}
+
+/// Parse and check the keyset text of the file at `path`, reading the key files it names with
+/// `read`. The error names the file and the entry, never key material.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    read: &dyn Fn(&Path) -> Result<String, String>,
+) -> Result<Keyset, String> {
+    let at = |what: String| format!("keyset {}: {what}", path.display());
+    let file: FileKeyset = serde_yaml::from_str(text).map_err(|e| at(format!("{e}")))?;
+    if file.keys.is_empty() {
+        return Err(at("lists no keys".into()));
+    }
+    if file.keys.len() > MAX_KEYS {
+        return Err(at(format!("lists more than {MAX_KEYS} keys")));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut files = vec![path.to_path_buf()];
+    let mut keys = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, entry) in file.keys.iter().enumerate() {
+        let kid = entry
+            .kid
+            .as_deref()
+            .ok_or_else(|| at(format!("key #{} has no kid", i + 1)))?;
+        check_kid(kid).map_err(|e| at(format!("key #{}: {e}", i + 1)))?;
+        let in_entry = |what: String| at(format!("key {kid}: {what}"));
+        if !seen.insert(kid.to_string()) {
+            return Err(in_entry("listed twice".into()));
+        }
+        let alg_name = entry.alg.as_deref().ok_or_else(|| in_entry("has no alg".into()))?;
+        let alg = Alg::parse(alg_name).ok_or_else(|| {
+            in_entry(format!(
+                "alg {alg_name:?} is not one of HS512, EdDSA, ES256"
+            ))
+        })?;
+        let key = match (alg, &entry.file, &entry.value) {
+            (_, Some(_), Some(_)) => return Err(in_entry("give file or value, not both".into())),
+            (_, None, None) => return Err(in_entry("has no file (or value, for HS512)".into())),
+            (Alg::Hs512, file, value) => {
+                let encoding = match entry.encoding.as_deref() {
+                    None => KeyEncoding::Text,
+                    Some(e) => KeyEncoding::parse(e).ok_or_else(|| {
+                        in_entry(format!("encoding {e:?} is not one of text, hex, base64"))
+                    })?,
+                };
+                let secret = match (file, value) {
+                    (Some(f), _) => {
+                        let p = dir.join(f);
+                        let text = read(&p).map_err(in_entry)?;
+                        files.push(p.clone());
+                        Key::from_text_file(&p, &text, encoding).map_err(in_entry)?
+                    }
+                    (None, Some(v)) => Key::decode(v, encoding).map_err(|p| {
+                        in_entry(format!("the value {p} (encoding {})", encoding.as_str()))
+                    })?,
+                    (None, None) => unreachable!("handled above"),
+                };
+                if secret.len() < MIN_SIGNING_KEY_BYTES {
+                    return Err(in_entry(format!(
+                        "the HS512 key is {} bytes; it needs at least {MIN_SIGNING_KEY_BYTES} \
+                         (RFC 7518 §3.2)",
+                        secret.len()
+                    )));
+                }
+                PrivateKey::Hs512(secret)
+            }
+            (_, None, Some(_)) => {
+                return Err(in_entry(format!(
+                    "an {alg} key is a PEM file: give file, not value"
+                )))
+            }
+            (_, Some(f), None) => {
+                if entry.encoding.is_some() {
+                    return Err(in_entry("encoding is for HS512 keys only".into()));
+                }
+                let p = dir.join(f);
+                let pem = read(&p).map_err(in_entry)?;
+                files.push(p.clone());
+                PrivateKey::from_pem(alg, &pem)
+                    .map_err(|e| in_entry(format!("{} {e}", p.display())))?
+            }
+        };
+        keys.push(KeyEntry {
+            kid: kid.to_string(),
+            key,
+        });
+    }
+    let signing = file
+        .signing
+        .ok_or_else(|| at("has no signing: <kid>".into()))?;
+    if !seen.contains(&signing) {
+        return Err(at(format!("signing names {signing:?}, which is not in keys")));
+    }
+    for kid in &file.revoked {
+        if seen.contains(kid) {
+            return Err(at(format!(
+                "{kid:?} is both in keys and revoked; remove it from one"
+            )));
+        }
+    }
+    Ok(Keyset {
+        keys,
+        signing,
+        revoked: file.revoked,
+        files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const HEX64: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn with_files(files: &[(&str, String)]) -> impl Fn(&Path) -> Result<String, String> {
+        let map: HashMap<PathBuf, String> = files
+            .iter()
+            .map(|(n, t)| (Path::new("/keys").join(n), t.clone()))
+            .collect();
+        move |p: &Path| {
+            map.get(p)
+                .cloned()
+                .ok_or_else(|| format!("cannot read {}: not found", p.display()))
+        }
+    }
+
+    fn parse_with(text: &str, files: &[(&str, String)]) -> Result<Keyset, String> {
+        parse(Path::new("/keys/keyset.yaml"), text, &with_files(files))
+    }
+
+    #[test]
+    fn a_mixed_set_loads_and_names_its_files() {
+        let ed = PrivateKey::generate(Alg::EdDsa);
+        let es = PrivateKey::generate(Alg::Es256);
+        let set = parse_with(
+            "signing: k2\nkeys:\n  - {kid: k1, alg: HS512, file: k1.key, encoding: hex}\n  \
+             - {kid: k2, alg: EdDSA, file: k2.pem}\n  - {kid: k3, alg: ES256, file: k3.pem}\n  \
+             - {kid: k4, alg: HS512, value: \"0123456789012345678901234567890123456789012345678901234567890123\"}\n\
+             revoked: [k0]\n",
+            &[
+                ("k1.key", format!("{HEX64}\n")),
+                ("k2.pem", ed.to_file_text()),
+                ("k3.pem", es.to_file_text()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(set.signing, "k2");
+        assert_eq!(set.get("k2").unwrap().key, ed);
+        assert_eq!(set.get("k3").unwrap().key, es);
+        assert_eq!(set.get("k1").unwrap().key.alg(), Alg::Hs512);
+        assert_eq!(set.revoked, ["k0"]);
+        let files: Vec<String> = set.files.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            files,
+            ["/keys/keyset.yaml", "/keys/k1.key", "/keys/k2.pem", "/keys/k3.pem"]
+        );
+    }
+
+    #[test]
+    fn every_rule_refuses_the_whole_set_with_a_reason() {
+        let ed = PrivateKey::generate(Alg::EdDsa).to_file_text();
+        let files = [
+            ("k1.key", HEX64.to_string()),
+            ("ed.pem", ed.clone()),
+            ("short.key", "too short\n".to_string()),
+        ];
+        for (text, why) in [
+            ("signing: [", "expected a string"),
+            ("keys: {", "keys"),
+            ("signing: k1\n", "lists no keys"),
+            ("keys:\n  - {kid: k1, alg: HS512, file: k1.key, encoding: hex}\n", "has no signing"),
+            ("signing: k9\nkeys:\n  - {kid: k1, alg: HS512, file: k1.key, encoding: hex}\n", "not in keys"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: RS256, file: k1.key}\n", "is not one of HS512"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: hs512, file: k1.key}\n", "is not one of HS512"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: HS512, file: missing.key}\n", "cannot read /keys/missing.key"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: HS512, value: short}\n", "needs at least 64"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: HS512, file: short.key}\n", "needs at least 64"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: HS512, file: k1.key, encoding: rot13}\n", "encoding"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: EdDSA, file: k1.key}\n", "not a PEM PKCS#8 EdDSA"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: ES256, file: ed.pem}\n", "not a PEM PKCS#8 ES256"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: EdDSA, value: x}\n", "give file, not value"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: EdDSA, file: ed.pem, encoding: hex}\n", "HS512 keys only"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: HS512, file: k1.key, value: x}\n", "not both"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: HS512}\n", "has no file"),
+            ("signing: k1\nkeys:\n  - {alg: HS512, file: k1.key}\n", "has no kid"),
+            ("signing: k1\nkeys:\n  - {kid: \"a b\", alg: HS512, file: k1.key}\n", "printable ASCII"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: EdDSA, file: ed.pem}\n  - {kid: k1, alg: EdDSA, file: ed.pem}\n", "listed twice"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: EdDSA, file: ed.pem}\nrevoked: [k1]\n", "both in keys and revoked"),
+            ("signing: k1\nkeys:\n  - {kid: k1, alg: EdDSA, file: ed.pem, extra: 1}\n", "unknown field"),
+            ("signin: k1\nkeys:\n  - {kid: k1, alg: EdDSA, file: ed.pem}\n", "unknown field"),
+        ] {
+            let e = parse_with(text, &files).unwrap_err();
+            assert!(e.contains(why), "{text:?}: {e}");
+            assert!(e.starts_with("keyset /keys/keyset.yaml"), "{e}");
+            assert!(!e.contains(HEX64) && !e.contains("PRIVATE KEY"), "never the key: {e}");
+        }
+    }
+}
