@@ -9,7 +9,7 @@ BIN := target/release
 
 export HTTP_PORT STATUS_PORT
 
-.PHONY: soak fuzz deps test-deps build run reload test lint client clean docker-build up down loadtest loadtest-k6 bench compare
+.PHONY: soak fuzz deps test-deps build run reload test lint client clean docker-build up down loadtest loadtest-k6 bench compare compare-algs
 
 # System packages Pingora's build needs (zlib-ng is built with cmake).
 deps:
@@ -85,6 +85,10 @@ loadtest-k6: build $(PY)
 
 compare: build
 	loadtest/compare.sh
+
+# What each signing algorithm (HS512, EdDSA, ES256) costs the proxy per request, side by side.
+compare-algs: build
+	loadtest/compare-algs.sh
 
 clean:
 	$(CARGO) clean

@@ -46,12 +46,15 @@ fn mint(c: &mut Criterion) {
             jwks_max_age_secs: 300,
         };
         let keys = LiveKeys::new(&config, &tokens, Arc::new(Stats::new(10, 1 << 20)));
-        group.bench_function(format!("jwt-proxy {alg} (jti + clock + sign + header value)"), |b| {
-            b.iter(|| {
-                let minted = keys.mint(black_box("alice"), now(), &Jti::random());
-                HeaderValue::from_maybe_shared(Bytes::from(minted.token)).unwrap()
-            })
-        });
+        group.bench_function(
+            format!("jwt-proxy {alg} (jti + clock + sign + header value)"),
+            |b| {
+                b.iter(|| {
+                    let minted = keys.mint(black_box("alice"), now(), &Jti::random());
+                    HeaderValue::from_maybe_shared(Bytes::from(minted.token)).unwrap()
+                })
+            },
+        );
     }
     let key = Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap();
     let enc = jsonwebtoken::EncodingKey::from_secret(key.bytes()).unwrap();

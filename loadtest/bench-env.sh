@@ -1,5 +1,6 @@
-# Sourced by compare.sh and callgrind.sh: installing their tools, and the two configs both
-# benchmarks run with (an nginx upstream, a one-worker jwt-proxy).
+# Sourced by compare.sh, compare-algs.sh and callgrind.sh: installing their tools, and the
+# configs and helpers the benchmarks share (an nginx upstream, a one-worker jwt-proxy, the wrk
+# script, CPU ticks of a process).
 
 # need COMMAND PACKAGE: install the Debian package when the command is missing.
 need() {
@@ -42,3 +43,17 @@ jwt_proxy:
   access_log: "off"
 YAML
 }
+
+# post_lua DIR: the wrk script both comparisons load with (POST 17 B JSON, a user header);
+# writes DIR/post.lua.
+post_lua() {
+    cat >"$1/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"hello":"world"}'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["x-user"] = "wrk"
+LUA
+}
+
+# ticks PID: CPU time (user + system, in clock ticks) the process has used.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -35,12 +35,7 @@ http { access_log off; keepalive_requests 10000000;
                  proxy_set_header Connection ""; } } }
 NGINX
 proxy_conf "$dir" "$JWT" "$JWT_STATUS" "$UP" "$WS"
-cat > "$dir/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"hello":"world"}'
-wrk.headers["content-type"] = "application/json"
-wrk.headers["x-user"] = "wrk"
-LUA
+post_lua "$dir"
 
 # nginx forks its worker: the worker is what we measure.
 taskset -c 1 nginx -c "$dir/upstream.conf" -e "$dir/up.err" & pids+=($!)
@@ -54,7 +49,6 @@ sleep 1.5
 ngx_worker=$(pgrep -P "$(cat "$dir/ngx.pid")" | head -n 1)
 up_worker=$(pgrep -P "$(cat "$dir/up.pid")" | head -n 1)
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 rows=()
 run() { # name url pid

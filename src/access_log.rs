@@ -129,8 +129,8 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Outcome, ShownHeaders};
     use crate::minting::Jti;
+    use crate::record::{Outcome, ShownHeaders};
 
     /// A writer that blocks while `gate` is held, then keeps what it is given.
     struct Gated {

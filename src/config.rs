@@ -296,7 +296,6 @@ impl KeyConfig {
     }
 }
 
-
 /// The whole validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -912,21 +911,19 @@ impl Raw {
                     "with JWT_KEYS each key's kid is in the keyset file; remove JWT_KID",
                 ))
             }
-            (Some(path), None) => (
-                keyset::load(path).map_err(|p| err(S::JwtKeys, p))?,
-                None,
-            ),
+            (Some(path), None) => (keyset::load(path).map_err(|p| err(S::JwtKeys, p))?, None),
             (None, secret) => {
-                let key = match secret {
-                    Some(k) => k,
-                    None if self.flag(S::JwtDemoKey)? => Key::demo(),
-                    None => return Err(err(
-                        S::JwtSecret,
-                        "no signing key is configured: set JWT_SECRET_FILE (or JWT_SECRET) to \
+                let key =
+                    match secret {
+                        Some(k) => k,
+                        None if self.flag(S::JwtDemoKey)? => Key::demo(),
+                        None => return Err(err(
+                            S::JwtSecret,
+                            "no signing key is configured: set JWT_SECRET_FILE (or JWT_SECRET) to \
                          your key, JWT_KEYS to a keyset, or JWT_DEMO_KEY=true to run a demo with \
                          the public demo key",
-                    )),
-                };
+                        )),
+                    };
                 let kid = self.opt(S::JwtKid);
                 if let Some(k) = &kid {
                     keyset::check_kid(k).map_err(|p| err(S::JwtKid, p))?;
@@ -988,12 +985,8 @@ impl Raw {
                  retired once the tokens it signed have expired",
             ));
         }
-        let jwks_max_age_secs = self.within(
-            S::JwtJwksMaxAgeSecs,
-            "a whole number of seconds",
-            0,
-            86_400,
-        )?;
+        let jwks_max_age_secs =
+            self.within(S::JwtJwksMaxAgeSecs, "a whole number of seconds", 0, 86_400)?;
         let publish_lead_secs = match self.opt(S::JwtKeyPublishLeadSecs) {
             None => 2 * jwks_max_age_secs,
             Some(_) => self.within(
@@ -1014,12 +1007,9 @@ impl Raw {
         }
         let nbf_skew_secs = match self.opt(S::JwtNbfSkewSecs) {
             None => None,
-            Some(_) => Some(self.within(
-                S::JwtNbfSkewSecs,
-                "a whole number of seconds",
-                0,
-                3_600,
-            )?),
+            Some(_) => {
+                Some(self.within(S::JwtNbfSkewSecs, "a whole number of seconds", 0, 3_600)?)
+            }
         };
         let listen = SocketAddr::new(self.addr(S::ListenAddr)?, self.port(S::HttpPort)?);
         let status_listen = SocketAddr::new(self.addr(S::StatusAddr)?, self.port(S::StatusPort)?);
@@ -1334,7 +1324,10 @@ mod tests {
         let e = fails("", &[("BEARER_SECRET_FILE", file.to_str().unwrap())]);
         assert_eq!(e.setting(), "BEARER_SECRET_FILE", "{e}");
         let c = ok("", &[("BEARER_SECRET", &KEY64[..32])]);
-        assert_eq!(c.bearer_key.as_ref().unwrap().bytes(), &KEY64.as_bytes()[..32]);
+        assert_eq!(
+            c.bearer_key.as_ref().unwrap().bytes(),
+            &KEY64.as_bytes()[..32]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -64,6 +64,13 @@ impl JwksVerifier {
         self.url.is_some()
     }
 
+    fn current(&self) -> Arc<TokenVerifier> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn install(&self, mut verifier: TokenVerifier) {
         if let Some(k) = &self.secret {
             verifier = verifier.with_secret(k);
@@ -91,14 +98,12 @@ impl JwksVerifier {
     /// The claims of a token that verifies by its `kid` (fetching the JWKS again for a kid it
     /// does not list) or with the secret.
     pub fn verify(&self, token: &str) -> Result<Value, VerifyError> {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        match current.verify(token) {
+        match self.current().verify(token) {
             Err(VerifyError::UnknownKid(kid)) if self.url.is_some() => {
                 if let Err(e) = self.refetch() {
                     log::debug!("{e}");
                 }
-                let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-                match current.verify(token) {
+                match self.current().verify(token) {
                     Err(VerifyError::UnknownKid(_)) => Err(VerifyError::UnknownKid(kid)),
                     other => other,
                 }

@@ -107,8 +107,8 @@ impl LiveKeys {
         let Some(path) = &self.path else {
             return Err("no JWT_KEYS: the key is fixed (JWT_SECRET*)".into());
         };
-        let result = keyset::load(path)
-            .and_then(|set| Ok((self.ring().reload(&set, now)?, set.files)));
+        let result =
+            keyset::load(path).and_then(|set| Ok((self.ring().reload(&set, now)?, set.files)));
         match result {
             Ok((ring, files)) => {
                 *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = files;
@@ -116,7 +116,10 @@ impl LiveKeys {
                     "keyset {} reloaded: signing {}, keys {:?}",
                     path.display(),
                     ring.signer_at(now),
-                    ring.kids().iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()
+                    ring.kids()
+                        .iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
                 );
                 self.swap(ring);
                 self.stats.inc(Counter::KeyReloads);

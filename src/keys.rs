@@ -198,7 +198,6 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-
 /// First 16 hex digits of SHA-256 of `bytes`.
 fn fingerprint_of(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -300,7 +299,9 @@ impl PrivateKey {
     /// A fresh key from the OS-seeded CSPRNG (`jwt-proxy keys new`): 64 random bytes for HS512.
     pub fn generate(alg: Alg) -> PrivateKey {
         match alg {
-            Alg::Hs512 => PrivateKey::Hs512(Key((0..MIN_SIGNING_KEY_BYTES).map(|_| rand::random()).collect())),
+            Alg::Hs512 => PrivateKey::Hs512(Key((0..MIN_SIGNING_KEY_BYTES)
+                .map(|_| rand::random())
+                .collect())),
             Alg::EdDsa => PrivateKey::EdDsa(Box::new(ed25519_dalek::SigningKey::from_bytes(
                 &rand::random(),
             ))),
@@ -328,7 +329,10 @@ impl PrivateKey {
                 .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
                 .map(|p| p.to_string())
                 .unwrap_or_default(),
-            PrivateKey::Es256(k) => k.to_pkcs8_pem(lf).map(|p| p.to_string()).unwrap_or_default(),
+            PrivateKey::Es256(k) => k
+                .to_pkcs8_pem(lf)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -338,7 +342,9 @@ impl PrivateKey {
         match self {
             PrivateKey::Hs512(_) => None,
             PrivateKey::EdDsa(k) => Some(k.verifying_key().to_bytes().to_vec()),
-            PrivateKey::Es256(k) => Some(k.verifying_key().to_sec1_point(false).as_bytes().to_vec()),
+            PrivateKey::Es256(k) => {
+                Some(k.verifying_key().to_sec1_point(false).as_bytes().to_vec())
+            }
         }
     }
 

@@ -108,7 +108,8 @@ pub fn check_kid(kid: &str) -> Result<(), String> {
 /// Read a file the set names: bounded in size; the error names the file, never its contents.
 pub fn read_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut text = String::new();
     f.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
@@ -157,7 +158,10 @@ pub fn parse(
         if !seen.insert(kid.to_string()) {
             return Err(in_entry("listed twice".into()));
         }
-        let alg_name = entry.alg.as_deref().ok_or_else(|| in_entry("has no alg".into()))?;
+        let alg_name = entry
+            .alg
+            .as_deref()
+            .ok_or_else(|| in_entry("has no alg".into()))?;
         let alg = Alg::parse(alg_name).ok_or_else(|| {
             in_entry(format!(
                 "alg {alg_name:?} is not one of HS512, EdDSA, ES256"
@@ -219,7 +223,9 @@ pub fn parse(
         .signing
         .ok_or_else(|| at("has no signing: <kid>".into()))?;
     if !seen.contains(&signing) {
-        return Err(at(format!("signing names {signing:?}, which is not in keys")));
+        return Err(at(format!(
+            "signing names {signing:?}, which is not in keys"
+        )));
     }
     for kid in &file.revoked {
         if seen.contains(kid) {
@@ -283,7 +289,12 @@ mod tests {
         let files: Vec<String> = set.files.iter().map(|p| p.display().to_string()).collect();
         assert_eq!(
             files,
-            ["/keys/keyset.yaml", "/keys/k1.key", "/keys/k2.pem", "/keys/k3.pem"]
+            [
+                "/keys/keyset.yaml",
+                "/keys/k1.key",
+                "/keys/k2.pem",
+                "/keys/k3.pem"
+            ]
         );
     }
 

@@ -77,8 +77,10 @@ pub struct Minted {
 
 type HmacSha512 = Hmac<Sha512>;
 
-/// The signing half of a key, ready to sign.
+/// The signing half of a key, ready to sign. The HMAC state stays inline (it is cloned per
+/// token, the common case); there is one signer per key held, so the size does not matter.
 #[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
 enum Signer {
     /// The key schedule, cloned per token.
     Hs512(HmacSha512),
@@ -117,7 +119,8 @@ impl Signer {
             }
             Signer::Es256(k) => {
                 // JWS wants the fixed-size r || s (RFC 7518 §3.4), which `to_bytes` is.
-                let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&**k, token.as_bytes());
+                let sig: p256::ecdsa::Signature =
+                    p256::ecdsa::signature::Signer::sign(&**k, token.as_bytes());
                 token.push('.');
                 URL_SAFE_NO_PAD.encode_string(sig.to_bytes(), token);
             }
@@ -259,14 +262,13 @@ pub fn utc_date(unix_secs: u64) -> [u8; 10] {
     out
 }
 
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::keys::{Alg, Key, KeyEncoding};
     use crate::verification::{decode_parts, TokenVerifier};
 
-    fn demo_minter(settings: &TokenSettings) -> Minter {
+    pub(crate) fn demo_minter(settings: &TokenSettings) -> Minter {
         Minter::new(&PrivateKey::Hs512(Key::demo()), None, settings)
     }
 
@@ -340,11 +342,12 @@ mod tests {
             let key = Key::decode(case["secret"].as_str().unwrap(), encoding).unwrap();
             let hex: String = key.bytes().iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(hex, case["key_bytes_hex"].as_str().unwrap());
-            let minted = Minter::new(&PrivateKey::Hs512(key), None, &TokenSettings::default()).mint(
-                claims["payload"]["user"].as_str().unwrap(),
-                claims["iat"].as_u64().unwrap(),
-                &jti,
-            );
+            let minted = Minter::new(&PrivateKey::Hs512(key), None, &TokenSettings::default())
+                .mint(
+                    claims["payload"]["user"].as_str().unwrap(),
+                    claims["iat"].as_u64().unwrap(),
+                    &jti,
+                );
             assert_eq!(minted.exp, None);
             let (signing_input, signature) = minted.token.rsplit_once('.').unwrap();
             assert_eq!(signing_input, v["signing_input"].as_str().unwrap());
@@ -384,7 +387,14 @@ mod tests {
         // jsonwebtoken (RustCrypto) checks our signatures against the public JWK alone.
         for alg in Alg::ALL {
             let key = PrivateKey::generate(alg);
-            let m = Minter::new(&key, Some("k"), &TokenSettings { ttl_secs: Some(60), ..Default::default() });
+            let m = Minter::new(
+                &key,
+                Some("k"),
+                &TokenSettings {
+                    ttl_secs: Some(60),
+                    ..Default::default()
+                },
+            );
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
@@ -406,7 +416,10 @@ mod tests {
             let mut bad = t.clone().into_bytes();
             let n = bad.len() - 3;
             bad[n] = if bad[n] == b'A' { b'B' } else { b'A' };
-            assert!(verifier.verify(std::str::from_utf8(&bad).unwrap()).is_err(), "{alg}");
+            assert!(
+                verifier.verify(std::str::from_utf8(&bad).unwrap()).is_err(),
+                "{alg}"
+            );
         }
     }
 }

@@ -13,8 +13,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::Uri;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::upstreams::peer::Peer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::AccessLog;
@@ -23,13 +23,13 @@ use crate::forwarding::{self, remove_aliases, set_forwarding_headers};
 use crate::head_checks::{head_refusal, noncanonical_length, wire_body_len};
 use crate::header_timeout;
 use crate::identity::{self, Rejection, UserSource};
+use crate::key_reload::LiveKeys;
+use crate::minting::Jti;
 use crate::record::{self, Outcome, Record, ShownHeaders};
 use crate::reply::{self, ErrorReply};
 use crate::stats::{Counter, Stats};
-use crate::key_reload::LiveKeys;
-use crate::minting::Jti;
-use crate::verification::{BearerError, BearerVerifier};
 use crate::upstream::Upstream;
+use crate::verification::{BearerError, BearerVerifier};
 use crate::TOKEN_HEADER;
 
 /// Pingora can replay a body read before the upstream request only from its retry buffer,

@@ -65,7 +65,11 @@ pub struct Jwks {
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kids: Vec<&str> = self.held.iter().map(|h| h.entry.kid.as_str()).collect();
-        write!(f, "KeyRing({kids:?}, signing {})", self.held[self.wanted].entry.kid)
+        write!(
+            f,
+            "KeyRing({kids:?}, signing {})",
+            self.held[self.wanted].entry.kid
+        )
     }
 }
 
@@ -323,9 +327,9 @@ impl KeyRing {
                 })
             })
             .collect();
-        let pending = (signer != self.wanted).then(|| {
-            json!({"kid": self.held[self.wanted].entry.kid, "signs_from": self.switch_at})
-        });
+        let pending = (signer != self.wanted).then(
+            || json!({"kid": self.held[self.wanted].entry.kid, "signs_from": self.switch_at}),
+        );
         json!({
             "signing": self.held[signer].entry.kid,
             "switch": pending,
@@ -393,8 +397,20 @@ mod tests {
         }
     }
 
+    /// The ring at start-up (`T0`) with these keys.
+    fn start(keys: &[(&str, &PrivateKey)], signing: &str) -> KeyRing {
+        KeyRing::new(
+            &set(keys, signing, &[]),
+            settings(),
+            &Default::default(),
+            T0,
+        )
+    }
+
     fn kid_of_token(ring: &KeyRing, now: u64) -> String {
-        let t = ring.minter_at(now).mint("u", now, &Jti::from_bytes([1; 16]));
+        let t = ring
+            .minter_at(now)
+            .mint("u", now, &Jti::from_bytes([1; 16]));
         let (h, _) = decode_parts(&t.token).unwrap();
         h["kid"].as_str().unwrap().to_string()
     }
@@ -413,19 +429,23 @@ mod tests {
     fn the_issue_s_rotation_keeps_the_lead_and_the_retire_window() {
         let k1 = PrivateKey::generate(Alg::Hs512);
         let k2 = PrivateKey::generate(Alg::EdDsa);
-        let ring = KeyRing::new(&set(&[("k1", &k1)], "k1", &[]), settings(), &Default::default(), T0);
+        let ring = start(&[("k1", &k1)], "k1");
         assert_eq!(kid_of_token(&ring, T0), "k1");
         assert!(jwks_kids(&ring).is_empty(), "HMAC keys are never published");
 
         // k2 added: published at once, k1 still signs.
         let t1 = T0 + 10;
-        let ring = ring.reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), t1).unwrap();
+        let ring = ring
+            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), t1)
+            .unwrap();
         assert_eq!(jwks_kids(&ring), ["k2"]);
         assert_eq!(kid_of_token(&ring, t1), "k1");
 
         // signing: k2 only 5 s later: k1 signs until k2 has been published for the lead.
         let t2 = t1 + 5;
-        let ring = ring.reload(&set(&[("k1", &k1), ("k2", &k2)], "k2", &[]), t2).unwrap();
+        let ring = ring
+            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k2", &[]), t2)
+            .unwrap();
         assert_eq!(kid_of_token(&ring, t2), "k1");
         assert_eq!(kid_of_token(&ring, t1 + LEAD - 1), "k1");
         assert_eq!(kid_of_token(&ring, t1 + LEAD), "k2");
@@ -448,9 +468,11 @@ mod tests {
     fn a_key_already_published_long_enough_signs_at_once() {
         let k1 = PrivateKey::generate(Alg::EdDsa);
         let k2 = PrivateKey::generate(Alg::Es256);
-        let ring = KeyRing::new(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), settings(), &Default::default(), T0);
+        let ring = start(&[("k1", &k1), ("k2", &k2)], "k1");
         let t = T0 + LEAD;
-        let ring = ring.reload(&set(&[("k1", &k1), ("k2", &k2)], "k2", &[]), t).unwrap();
+        let ring = ring
+            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k2", &[]), t)
+            .unwrap();
         assert_eq!(kid_of_token(&ring, t), "k2");
         // k1 signed until t: removed now, it stays for the retire window.
         let ring = ring.reload(&set(&[("k2", &k2)], "k2", &[]), t + 1).unwrap();
@@ -463,12 +485,18 @@ mod tests {
     fn a_key_that_never_signed_goes_at_once_and_revoked_keys_go_at_once() {
         let k1 = PrivateKey::generate(Alg::EdDsa);
         let k2 = PrivateKey::generate(Alg::EdDsa);
-        let ring = KeyRing::new(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), settings(), &Default::default(), T0);
-        let ring = ring.reload(&set(&[("k1", &k1)], "k1", &[]), T0 + 1).unwrap();
+        let ring = start(&[("k1", &k1), ("k2", &k2)], "k1");
+        let ring = ring
+            .reload(&set(&[("k1", &k1)], "k1", &[]), T0 + 1)
+            .unwrap();
         assert_eq!(jwks_kids(&ring), ["k1"], "k2 never signed");
         // Revoking the signing key: the new key signs at once, lead or not.
-        let ring = ring.reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2).unwrap();
-        let ring = ring.reload(&set(&[("k2", &k2)], "k2", &["k1"]), T0 + 3).unwrap();
+        let ring = ring
+            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2)
+            .unwrap();
+        let ring = ring
+            .reload(&set(&[("k2", &k2)], "k2", &["k1"]), T0 + 3)
+            .unwrap();
         assert_eq!(kid_of_token(&ring, T0 + 3), "k2");
         assert_eq!(jwks_kids(&ring), ["k2"]);
     }
@@ -477,8 +505,10 @@ mod tests {
     fn a_held_kid_cannot_change_its_material() {
         let k1 = PrivateKey::generate(Alg::EdDsa);
         let other = PrivateKey::generate(Alg::EdDsa);
-        let ring = KeyRing::new(&set(&[("k1", &k1)], "k1", &[]), settings(), &Default::default(), T0);
-        let e = ring.reload(&set(&[("k1", &other)], "k1", &[]), T0 + 1).unwrap_err();
+        let ring = start(&[("k1", &k1)], "k1");
+        let e = ring
+            .reload(&set(&[("k1", &other)], "k1", &[]), T0 + 1)
+            .unwrap_err();
         assert!(e.contains("other key material"), "{e}");
     }
 
@@ -486,10 +516,12 @@ mod tests {
     fn the_jwks_etag_follows_its_contents() {
         let k1 = PrivateKey::generate(Alg::EdDsa);
         let k2 = PrivateKey::generate(Alg::Es256);
-        let a = KeyRing::new(&set(&[("k1", &k1)], "k1", &[]), settings(), &Default::default(), T0);
+        let a = start(&[("k1", &k1)], "k1");
         let b = a.reload(&set(&[("k1", &k1)], "k1", &[]), T0 + 1).unwrap();
         assert_eq!(a.jwks(), b.jwks());
-        let c = b.reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2).unwrap();
+        let c = b
+            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2)
+            .unwrap();
         assert_ne!(c.jwks().etag, a.jwks().etag);
         let v: Value = serde_json::from_str(&c.jwks().body).unwrap();
         assert_eq!(v["keys"][1]["kty"], "EC");

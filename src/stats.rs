@@ -282,8 +282,8 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::ShownHeaders;
     use crate::minting::Jti;
+    use crate::record::ShownHeaders;
     use http::Method;
 
     fn record(status: u16, path_len: usize) -> Record {

@@ -457,7 +457,11 @@ impl StatusApp {
 /// The keys table: each key's state in words, and when a pending switch or a retirement
 /// happens.
 fn keys_html(h: &mut String, k: &Value) {
-    let when = |v: &Value| v.as_u64().map(|t| format_time(t * 1000)).unwrap_or("-".into());
+    let when = |v: &Value| {
+        v.as_u64()
+            .map(|t| format_time(t * 1000))
+            .unwrap_or("-".into())
+    };
     let _ = write!(
         h,
         "<h2>Signing keys</h2><p id=\"keys-source\">from {}; publish lead {} s</p>",
@@ -488,7 +492,8 @@ fn keys_html(h: &mut String, k: &Value) {
          <th>published since</th><th>in JWKS</th><th>retired at</th></tr>",
     );
     for key in k["keys"].as_array().into_iter().flatten() {
-        let _ = write!(
+        let _ =
+            write!(
             h,
             "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td></tr>",

@@ -125,7 +125,6 @@ pub fn decode_parts(token: &str) -> Option<(serde_json::Value, serde_json::Value
     ))
 }
 
-
 /// Checks our own tokens: with a shared HMAC secret (HS512, any `kid`) and/or the public keys
 /// of a JWKS (by `kid`, each with its own `alg`). `exp` and `nbf` are checked when present,
 /// with no leeway.
@@ -139,7 +138,11 @@ impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut kids: Vec<&String> = self.public.keys().collect();
         kids.sort();
-        write!(f, "TokenVerifier(secret: {}, kids: {kids:?})", self.secret.is_some())
+        write!(
+            f,
+            "TokenVerifier(secret: {}, kids: {kids:?})",
+            self.secret.is_some()
+        )
     }
 }
 
@@ -252,13 +255,10 @@ fn ours(alg: Alg) -> Validation {
 mod tests {
     use super::*;
     use crate::keys::{KeyEncoding, PrivateKey, DEMO_SECRET};
+    use crate::minting::tests::demo_minter;
     use crate::minting::{Jti, Minter, TokenSettings};
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::Sha512;
-
-    fn demo_minter(settings: &TokenSettings) -> Minter {
-        Minter::new(&PrivateKey::Hs512(Key::demo()), None, settings)
-    }
 
     #[test]
     fn verifier_accepts_our_own_tokens() {
@@ -315,14 +315,21 @@ mod tests {
 
     #[test]
     fn the_known_answer_token_verifies_with_its_secret_only() {
-        let v: Value = serde_json::from_str(include_str!("../tests/data/test-vectors.json")).unwrap();
+        let v: Value =
+            serde_json::from_str(include_str!("../tests/data/test-vectors.json")).unwrap();
         let case = &v["signing"][1];
         let key = Key::decode(case["secret"].as_str().unwrap(), KeyEncoding::Hex).unwrap();
         let token = case["token"].as_str().unwrap();
-        let claims = TokenVerifier::default().with_secret(&key).verify(token).unwrap();
+        let claims = TokenVerifier::default()
+            .with_secret(&key)
+            .verify(token)
+            .unwrap();
         assert_eq!(claims["payload"]["user"], "username");
         let wrong = Key::decode("wrong", KeyEncoding::Text).unwrap();
-        assert!(TokenVerifier::default().with_secret(&wrong).verify(token).is_err());
+        assert!(TokenVerifier::default()
+            .with_secret(&wrong)
+            .verify(token)
+            .is_err());
     }
 
     #[test]
@@ -341,22 +348,38 @@ mod tests {
         );
         let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(&public).unwrap();
         mac.update(input.as_bytes());
-        let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        let forged = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
         let v = TokenVerifier::from_jwks_text(&jwks).unwrap();
         assert_eq!(
             v.verify(&forged),
-            Err(VerifyError::WrongAlg { header: "HS512".into(), key: Alg::EdDsa })
+            Err(VerifyError::WrongAlg {
+                header: "HS512".into(),
+                key: Alg::EdDsa
+            })
         );
         // Unknown kids are refused without a secret; with a secret, HS512 is checked with it.
-        let other = Minter::new(&PrivateKey::generate(Alg::EdDsa), Some("k9"), &TokenSettings::default())
-            .mint("u", 1, &Jti::from_bytes([1; 16]));
-        assert_eq!(v.verify(&other.token), Err(VerifyError::UnknownKid("k9".into())));
+        let other = Minter::new(
+            &PrivateKey::generate(Alg::EdDsa),
+            Some("k9"),
+            &TokenSettings::default(),
+        )
+        .mint("u", 1, &Jti::from_bytes([1; 16]));
+        assert_eq!(
+            v.verify(&other.token),
+            Err(VerifyError::UnknownKid("k9".into()))
+        );
         // An EdDSA header on a token whose kid is an ES256 key: refused too.
         let es = PrivateKey::generate(Alg::Es256);
         let v = TokenVerifier::from_jwks_text(
             &serde_json::json!({"keys": [es.public_jwk("k9").unwrap()]}).to_string(),
         )
         .unwrap();
-        assert!(matches!(v.verify(&other.token), Err(VerifyError::WrongAlg { .. })));
+        assert!(matches!(
+            v.verify(&other.token),
+            Err(VerifyError::WrongAlg { .. })
+        ));
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -85,7 +85,9 @@ fn metric(proxy: &Proxy, name: &str) -> u64 {
 /// Verify with the independent implementation (jsonwebtoken) and the public JWK alone.
 fn verify_with_jwks(token: &str, jwks: &JwkSet) -> Result<Value, String> {
     let kid = kid_of(token);
-    let jwk = jwks.find(&kid).ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
+    let jwk = jwks
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
     let alg = Algorithm::try_from(jwk.common.key_algorithm.ok_or("no alg")?)
         .map_err(|e| e.to_string())?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
@@ -109,7 +111,10 @@ fn keys_new_writes_a_private_key_file_and_never_overwrites() {
             format!("{kid}.pem")
         };
         let file = file.as_str();
-        assert!(entry.contains(&format!("- kid: {kid}\n    alg: {alg}\n    file: {file}")), "{entry}");
+        assert!(
+            entry.contains(&format!("- kid: {kid}\n    alg: {alg}\n    file: {file}")),
+            "{entry}"
+        );
         let meta = std::fs::metadata(dir.join(file)).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{file}");
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
@@ -132,14 +137,21 @@ fn keys_new_writes_a_private_key_file_and_never_overwrites() {
         &["keys", "new", "--alg", "EdDSA", "--kid", "a b"],
         &["keys", "new", "--kid", "x"],
     ] {
-        let out = Command::new(PROXY).args(args).current_dir(&dir).output().unwrap();
+        let out = Command::new(PROXY)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
     // The three entries make a keyset the proxy accepts (`-t`).
     let set = keyset(
         "e1",
-        &["  - kid: e1\n    alg: EdDSA\n    file: e1.pem\n", "  - kid: p1\n    alg: ES256\n    file: p1.pem\n",
-          "  - kid: h1\n    alg: HS512\n    file: h1.key\n    encoding: hex\n"],
+        &[
+            "  - kid: e1\n    alg: EdDSA\n    file: e1.pem\n",
+            "  - kid: p1\n    alg: ES256\n    file: p1.pem\n",
+            "  - kid: h1\n    alg: HS512\n    file: h1.key\n    encoding: hex\n",
+        ],
     );
     std::fs::write(dir.join("keyset.yaml"), set).unwrap();
     let out = Command::new(PROXY)
@@ -200,19 +212,37 @@ fn every_alg_verifies_through_the_jwks_alone_with_the_readme_code() {
     let secret = std::fs::read_to_string(dir.join("hs-1.key")).unwrap();
     for (signing, alg) in [("ed-1", "EdDSA"), ("es-1", "ES256"), ("hs-1", "HS512")] {
         let path = dir.join(format!("{signing}.yaml"));
-        std::fs::write(&path, keyset(signing, &entries.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
+        std::fs::write(
+            &path,
+            keyset(
+                signing,
+                &entries.iter().map(String::as_str).collect::<Vec<_>>(),
+            ),
+        )
+        .unwrap();
         let echo = start_echo(&["--no-verify"]);
         let proxy = start_proxy(
             &format!("http://{}/protected", echo.addr),
-            &[("JWT_KEYS", path.to_str().unwrap()), ("JWT_NBF_SKEW_SECS", "30")],
+            &[
+                ("JWT_KEYS", path.to_str().unwrap()),
+                ("JWT_NBF_SKEW_SECS", "30"),
+            ],
         );
         let tokens: Vec<String> = ["alice", "bob"]
             .iter()
-            .map(|u| post(proxy.addr, "/", &[("x-user", u)], b"{}").token().to_string())
+            .map(|u| {
+                post(proxy.addr, "/", &[("x-user", u)], b"{}")
+                    .token()
+                    .to_string()
+            })
             .collect();
         let jwks_body = get(proxy.status, "/.well-known/jwks.json").text();
         let jwks: JwkSet = serde_json::from_str(&jwks_body).unwrap();
-        let kids: Vec<&str> = jwks.keys.iter().filter_map(|k| k.common.key_id.as_deref()).collect();
+        let kids: Vec<&str> = jwks
+            .keys
+            .iter()
+            .filter_map(|k| k.common.key_id.as_deref())
+            .collect();
         assert_eq!(kids, ["ed-1", "es-1"], "asymmetric keys only");
         assert!(!jwks_body.contains(secret.trim()), "never an HMAC secret");
         for t in &tokens {
@@ -232,7 +262,10 @@ fn every_alg_verifies_through_the_jwks_alone_with_the_readme_code() {
         }
         // Rust, the README's code.
         for (t, u) in tokens.iter().zip(["alice", "bob"]) {
-            assert_eq!(readme_rust_snippet(t, &jwks_body).unwrap().as_deref(), Some(u));
+            assert_eq!(
+                readme_rust_snippet(t, &jwks_body).unwrap().as_deref(),
+                Some(u)
+            );
         }
         // Python, the README's code (PyJWT + cryptography), fetching the JWKS from the proxy.
         let out = run_python(
@@ -244,7 +277,12 @@ fn every_alg_verifies_through_the_jwks_alone_with_the_readme_code() {
         assert_eq!(out["algs"], json!([alg, alg]));
         // jwt-post verifies by the JWKS too, and refuses with the wrong key set.
         let ok = Command::new(env!("CARGO_BIN_EXE_jwt-post"))
-            .args([&format!("http://{}/", proxy.addr), "--jwks", &jwks_url(&proxy), "--quiet"])
+            .args([
+                &format!("http://{}/", proxy.addr),
+                "--jwks",
+                &jwks_url(&proxy),
+                "--quiet",
+            ])
             .output()
             .unwrap();
         assert_success(&ok, "jwt-post --jwks");
@@ -272,9 +310,11 @@ fn a_token_naming_another_alg_than_its_key_is_refused_by_protected_echo() {
         &[("JWT_KEYS", dir.join("keyset.yaml").to_str().unwrap())],
     );
     let echo_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let _echo = EchoProc::start(echo_addr, &["--jwks", &jwks_url(&proxy)]);
+    let _echo = start_echo_at(echo_addr, &["--jwks", &jwks_url(&proxy)]);
     let jwks: Value = get(proxy.status, "/.well-known/jwks.json").json();
-    let public = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
+    let public = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT","kid":"k2"}"#),
@@ -282,39 +322,22 @@ fn a_token_naming_another_alg_than_its_key_is_refused_by_protected_echo() {
     );
     let mut mac = <Hmac<sha2::Sha512> as KeyInit>::new_from_slice(&public).unwrap();
     mac.update(input.as_bytes());
-    let forged = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+    let forged = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    );
     let r = post(echo_addr, "/protected", &[("x-my-jwt", &forged)], b"{}").json();
     assert_eq!(r["x_my_jwt"]["valid"], false, "{r}");
-    assert!(r["x_my_jwt"]["error"].as_str().unwrap().contains("not its key's"), "{r}");
+    assert!(
+        r["x_my_jwt"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not its key's"),
+        "{r}"
+    );
     // The proxy's own token, through the proxy, verifies.
     let r = post(proxy.addr, "/", &[], b"{}").json();
     assert_eq!(r["x_my_jwt"]["valid"], true, "{r}");
-}
-
-/// A protected-echo on a chosen address (so that it can be given the proxy's JWKS URL after the
-/// proxy started).
-struct EchoProc(std::process::Child);
-
-impl EchoProc {
-    fn start(addr: SocketAddr, extra: &[&str]) -> EchoProc {
-        let mut args = vec!["--listen".to_string(), addr.to_string()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(env!("CARGO_BIN_EXE_protected-echo"))
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(addr);
-        EchoProc(child)
-    }
-}
-
-impl Drop for EchoProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -356,7 +379,12 @@ fn the_jwks_is_open_cacheable_and_revalidates() {
             .as_bytes(),
         )
     };
-    for inm in [etag.clone(), format!("W/{etag}"), format!("\"x\", {etag}"), "*".into()] {
+    for inm in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"x\", {etag}"),
+        "*".into(),
+    ] {
         let r = conditional(&inm);
         assert_eq!(r.status, 304, "{inm}");
         assert!(r.body.is_empty());
@@ -366,13 +394,26 @@ fn the_jwks_is_open_cacheable_and_revalidates() {
     assert_eq!(conditional("\"other\"").status, 200);
     // No HMAC secret anywhere on the status service (with the token, for the detailed pages).
     let auth = format!("Bearer {token}");
-    for path in ["/status", "/status.json", "/metrics", "/.well-known/jwks.json"] {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n");
+    for path in [
+        "/status",
+        "/status.json",
+        "/metrics",
+        "/.well-known/jwks.json",
+    ] {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        );
         let r = raw(proxy.status, req.as_bytes());
         assert_eq!(r.status, 200, "{path}");
         let body = r.text();
-        assert!(!body.contains(secret.trim()), "{path} shows the HMAC secret");
-        assert!(!body.to_lowercase().contains(&secret.trim()[..32]), "{path}");
+        assert!(
+            !body.contains(secret.trim()),
+            "{path} shows the HMAC secret"
+        );
+        assert!(
+            !body.to_lowercase().contains(&secret.trim()[..32]),
+            "{path}"
+        );
     }
 }
 
@@ -383,9 +424,21 @@ fn a_keyset_that_does_not_load_is_refused_at_start_and_by_dash_t() {
     std::fs::write(dir.join("short.key"), "too short\n").unwrap();
     let cases = [
         (keyset("k9", &[&ed]), "signing names \"k9\""),
-        (keyset("k1", &["  - kid: k1\n    alg: HS512\n    file: short.key\n"]), "needs at least 64"),
-        (keyset("k2", &[&ed.replace("EdDSA", "ES256")]), "not a PEM PKCS#8 ES256"),
-        (keyset("k2", &[&ed.replace("k2.pem", "missing.pem")]), "cannot read"),
+        (
+            keyset(
+                "k1",
+                &["  - kid: k1\n    alg: HS512\n    file: short.key\n"],
+            ),
+            "needs at least 64",
+        ),
+        (
+            keyset("k2", &[&ed.replace("EdDSA", "ES256")]),
+            "not a PEM PKCS#8 ES256",
+        ),
+        (
+            keyset("k2", &[&ed.replace("k2.pem", "missing.pem")]),
+            "cannot read",
+        ),
         ("signing: [".to_string(), "keyset"),
     ];
     for (text, why) in cases {
@@ -401,7 +454,10 @@ fn a_keyset_that_does_not_load_is_refused_at_start_and_by_dash_t() {
                 .unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{args:?} {text:?}: {err}");
-            assert!(err.contains("JWT_KEYS: keyset") && err.contains(why), "{err}");
+            assert!(
+                err.contains("JWT_KEYS: keyset") && err.contains(why),
+                "{err}"
+            );
         }
     }
     // A keyset with a key of its own next to JWT_SECRET: which one signs? Refused.
@@ -423,22 +479,37 @@ fn sighup_reloads_the_keyset_and_never_ends_the_process() {
     std::fs::write(dir.join("keyset.yaml"), keyset("k2", &[&ed])).unwrap();
     let echo = start_echo(&["--no-verify"]);
     let upstream = format!("http://{}/protected", echo.addr);
-    let with_keys = start_proxy(&upstream, &[("JWT_KEYS", dir.join("keyset.yaml").to_str().unwrap())]);
+    let with_keys = start_proxy(
+        &upstream,
+        &[("JWT_KEYS", dir.join("keyset.yaml").to_str().unwrap())],
+    );
     let fixed = start_proxy(&upstream, &[]);
     for _ in 0..3 {
         let before = metric(&with_keys, "jwt_proxy_key_reloads_total");
         for p in [&with_keys, &fixed] {
             let pid = p.proc.child.id().to_string();
-            assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+            assert!(Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success());
         }
         wait_until("a reload after SIGHUP", Duration::from_secs(5), || {
             metric(&with_keys, "jwt_proxy_key_reloads_total") > before
         });
     }
     for p in [&with_keys, &fixed] {
-        assert_eq!(post(p.addr, "/", &[], b"{}").status, 200, "still serving after SIGHUP");
+        assert_eq!(
+            post(p.addr, "/", &[], b"{}").status,
+            200,
+            "still serving after SIGHUP"
+        );
     }
-    assert_eq!(metric(&fixed, "jwt_proxy_key_reloads_total"), 0, "nothing to reload");
+    assert_eq!(
+        metric(&fixed, "jwt_proxy_key_reloads_total"),
+        0,
+        "nothing to reload"
+    );
 }
 
 /// One answered request of a rotation client.
@@ -481,12 +552,18 @@ fn keys_rotate_under_load_without_a_failed_request() {
     );
     let echo_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let k1_file = root.join("k1.key");
-    let _echo = EchoProc::start(
+    let _echo = start_echo_at(
         echo_addr,
         &[
-            "--jwks", &jwks_url(&proxy),
-            "--secret-file", k1_file.to_str().unwrap(), "--secret-encoding", "hex",
-            "--track-jti", "--threads", "2",
+            "--jwks",
+            &jwks_url(&proxy),
+            "--secret-file",
+            k1_file.to_str().unwrap(),
+            "--secret-encoding",
+            "hex",
+            "--track-jti",
+            "--threads",
+            "2",
         ],
     );
 
@@ -504,16 +581,23 @@ fn keys_rotate_under_load_without_a_failed_request() {
             let user = format!("user-{client}");
             while !stop.load(Ordering::Relaxed) {
                 match c.post("/", &[("x-user", &user)], b"{}") {
-                    Err(e) => failures.lock().unwrap().push(format!("client {client}: {e}")),
-                    Ok(r) if r.status != 200 => failures
+                    Err(e) => failures
                         .lock()
                         .unwrap()
-                        .push(format!("client {client}: {} {}", r.status, r.text())),
+                        .push(format!("client {client}: {e}")),
+                    Ok(r) if r.status != 200 => failures.lock().unwrap().push(format!(
+                        "client {client}: {} {}",
+                        r.status,
+                        r.text()
+                    )),
                     Ok(r) => {
                         let body = r.json();
                         let report = &body["x_my_jwt"];
                         if report["valid"] != true || report["count"] != 1 {
-                            failures.lock().unwrap().push(format!("client {client}: upstream says {report}"));
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("client {client}: upstream says {report}"));
                         }
                         let token = r.token().to_string();
                         seen.lock().unwrap().push(Seen {
@@ -565,7 +649,11 @@ fn keys_rotate_under_load_without_a_failed_request() {
     let s = status_json(&proxy);
     if t_added.elapsed() < Duration::from_secs(LEAD - 1) {
         assert_eq!(s["keys"]["switch"]["kid"], "k2", "{s}");
-        assert_eq!(s["keys"]["switch"]["signs_from"], k2_published + LEAD, "{s}");
+        assert_eq!(
+            s["keys"]["switch"]["signs_from"],
+            k2_published + LEAD,
+            "{s}"
+        );
         assert_eq!(s["keys"]["signing"], "k1");
     }
     wait_until("tokens signed by k2", long, || count_kid("k2") >= 20);
@@ -573,8 +661,17 @@ fn keys_rotate_under_load_without_a_failed_request() {
     write_atomic(&v1.join("keyset.yaml"), &keyset("k2", &[&k2]));
     wait_until("k1 removed", long, || reloads() >= 3);
     let s = status_json(&proxy);
-    let k1_state = s["keys"]["keys"].as_array().unwrap().iter().find(|k| k["kid"] == "k1").cloned();
-    assert_eq!(k1_state.map(|k| k["state"].clone()), Some(json!("retiring")), "{s}");
+    let k1_state = s["keys"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == "k1")
+        .cloned();
+    assert_eq!(
+        k1_state.map(|k| k["state"].clone()),
+        Some(json!("retiring")),
+        "{s}"
+    );
     // 4. A broken file mid-run: refused whole, counted, shown; the keys in use stay.
     let failed_before = metric(&proxy, "jwt_proxy_key_reload_failures_total");
     write_atomic(&v1.join("keyset.yaml"), "signing: k2\nkeys: [broken\n");
@@ -583,11 +680,19 @@ fn keys_rotate_under_load_without_a_failed_request() {
     });
     let s = status_json(&proxy);
     assert_eq!(s["keys"]["signing"], "k2");
-    assert!(s["keys"]["reload_error"]["message"].as_str().unwrap().contains("keyset"), "{s}");
+    assert!(
+        s["keys"]["reload_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("keyset"),
+        "{s}"
+    );
     let page = get(proxy.status, "/status").text();
     assert!(page.contains("Last reload refused"), "the page shows it");
     let k2_before = count_kid("k2");
-    wait_until("requests go on with the broken file in place", long, || count_kid("k2") >= k2_before + 20);
+    wait_until("requests go on with the broken file in place", long, || {
+        count_kid("k2") >= k2_before + 20
+    });
     write_atomic(&v1.join("keyset.yaml"), &keyset("k2", &[&k2]));
     wait_until("the good file back", long, || reloads() >= 4);
     assert_eq!(status_json(&proxy)["keys"]["reload_error"], Value::Null);
@@ -611,13 +716,24 @@ fn keys_rotate_under_load_without_a_failed_request() {
 
     let failures = failures.lock().unwrap();
     let seen = seen.lock().unwrap();
-    assert!(failures.is_empty(), "{} failed of {}: {:?}", failures.len(), seen.len() + failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed of {}: {:?}",
+        failures.len(),
+        seen.len() + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     let snapshots = snapshots.lock().unwrap();
     let parsed: Vec<(u64, JwkSet)> = snapshots
         .iter()
         .map(|(t, body)| (*t, serde_json::from_str(body).unwrap()))
         .collect();
-    let first_seen = |kid: &str| parsed.iter().find(|(_, s)| s.find(kid).is_some()).map(|(t, _)| *t);
+    let first_seen = |kid: &str| {
+        parsed
+            .iter()
+            .find(|(_, s)| s.find(kid).is_some())
+            .map(|(t, _)| *t)
+    };
     let mut by_kid: HashMap<&str, usize> = HashMap::new();
     for s in seen.iter() {
         *by_kid.entry(s.kid.as_str()).or_default() += 1;
@@ -636,23 +752,49 @@ fn keys_rotate_under_load_without_a_failed_request() {
                     .unwrap_or_else(|| panic!("{kid} token before the JWKS had {kid}"));
                 verify_with_jwks(&s.token, jwks).unwrap_or_else(|e| panic!("{kid}: {e}"));
                 // Never signed by a key published for less than the lead.
-                let published = if kid == "k2" { k2_published } else { k3_published };
-                assert!(s.iat >= published + LEAD, "{kid} signed at {} but published at {published}", s.iat);
+                let published = if kid == "k2" {
+                    k2_published
+                } else {
+                    k3_published
+                };
+                assert!(
+                    s.iat >= published + LEAD,
+                    "{kid} signed at {} but published at {published}",
+                    s.iat
+                );
                 let seen_ms = first_seen(kid).unwrap();
-                assert!(s.iat + 1 >= seen_ms / 1000 + LEAD, "{kid} signed at {}, first in the JWKS at {seen_ms} ms", s.iat);
+                assert!(
+                    s.iat + 1 >= seen_ms / 1000 + LEAD,
+                    "{kid} signed at {}, first in the JWKS at {seen_ms} ms",
+                    s.iat
+                );
             }
             other => panic!("token with kid {other:?}"),
         }
     }
     // Once a client has seen the next key, it never sees an older one again.
     for client in 0..3 {
-        let kids: Vec<&str> = seen.iter().filter(|s| s.client == client).map(|s| s.kid.as_str()).collect();
+        let kids: Vec<&str> = seen
+            .iter()
+            .filter(|s| s.client == client)
+            .map(|s| s.kid.as_str())
+            .collect();
         let rank = |k: &str| ["k1", "k2", "k3"].iter().position(|x| *x == k).unwrap();
-        assert!(kids.windows(2).all(|w| rank(w[0]) <= rank(w[1])), "client {client}: {kids:?}");
+        assert!(
+            kids.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+            "client {client}: {kids:?}"
+        );
     }
     let echo_stats = get(echo_addr, "/stats").json();
     assert_eq!(echo_stats["jti_duplicates"], 0);
     assert_eq!(echo_stats["jti_missing"], 0);
-    assert_eq!(echo_stats["received"].as_u64().unwrap(), seen.len() as u64, "each request reached the upstream once");
-    eprintln!("rotation: {} requests, 0 failed, by kid {by_kid:?}", seen.len());
+    assert_eq!(
+        echo_stats["received"].as_u64().unwrap(),
+        seen.len() as u64,
+        "each request reached the upstream once"
+    );
+    eprintln!(
+        "rotation: {} requests, 0 failed, by kid {by_kid:?}",
+        seen.len()
+    );
 }

@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -51,26 +50,6 @@ impl Drop for Hosts {
     }
 }
 
-struct Echo(Child);
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn echo_on(addr: SocketAddr) -> Echo {
-    let child = Command::new(env!("CARGO_BIN_EXE_protected-echo"))
-        .args(["--listen", &addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(addr);
-    Echo(child)
-}
-
 /// A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
 /// hangs (retransmitting) until the listener closes, when the next SYN is answered with a reset.
 struct Tarpit {
@@ -101,7 +80,11 @@ fn syn_sent_to(addr: SocketAddr) -> usize {
     let std::net::IpAddr::V4(ip) = addr.ip() else {
         return 0;
     };
-    let want = format!("{:08X}:{:04X}", u32::from_le_bytes(ip.octets()), addr.port());
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(ip.octets()),
+        addr.port()
+    );
     std::fs::read_to_string("/proc/net/tcp")
         .unwrap_or_default()
         .lines()
@@ -125,7 +108,7 @@ fn a_connect_failing_after_the_name_moved_is_retried_at_the_new_address() {
     let port = free_port();
     let old: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
     let new: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
-    let _b = echo_on(new);
+    let _b = start_echo_at(new, &[]);
     let pit = tarpit(old);
     let before = syn_sent_to(old);
     let proxy = start_proxy(
@@ -134,16 +117,21 @@ fn a_connect_failing_after_the_name_moved_is_retried_at_the_new_address() {
     );
     let addr = proxy.addr;
     let slow = std::thread::spawn(move || post(addr, "/", &[], b"{}"));
-    wait_until("the first request's connect to the old address", Duration::from_secs(10), || {
-        syn_sent_to(old) > before
-    });
+    wait_until(
+        "the first request's connect to the old address",
+        Duration::from_secs(10),
+        || syn_sent_to(old) > before,
+    );
 
     // The name moves; the old address stops listening; a second request finds the new one.
     hosts.point_to("127.0.0.3").unwrap();
     drop(pit);
     let r = post(proxy.addr, "/", &[], b"{}");
     assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.proc.stdout());
-    assert_eq!(get(proxy.status, "/readyz").json()["upstream_addr"], new.to_string());
+    assert_eq!(
+        get(proxy.status, "/readyz").json()["upstream_addr"],
+        new.to_string()
+    );
 
     // The first request's connect is now refused (its next SYN meets a closed port): it is
     // retried at the new address, not given up because "the address did not change".
@@ -160,7 +148,7 @@ fn a_moved_upstream_is_followed_without_a_restart() {
     let port = free_port();
     let first: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
     let second: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
-    let a = echo_on(first);
+    let a = start_echo_at(first, &[]);
     let proxy = start_proxy(&format!("http://{NAME}:{port}/protected"), &[]);
     let r = post(proxy.addr, "/", &[], b"{}");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -174,7 +162,7 @@ fn a_moved_upstream_is_followed_without_a_restart() {
 
     // It comes back at another address: the next request finds it, no restart.
     hosts.point_to("127.0.0.3").unwrap();
-    let _b = echo_on(second);
+    let _b = start_echo_at(second, &[]);
     let t0 = Instant::now();
     let r = post(proxy.addr, "/", &[], b"{}");
     assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.proc.stdout());
@@ -189,11 +177,14 @@ fn a_moved_upstream_is_followed_without_a_restart() {
     // the proxy is ready again at once, not at the next periodic lookup (10 s).
     let third: SocketAddr = format!("127.0.0.4:{port}").parse().unwrap();
     hosts.point_to("127.0.0.4").unwrap();
-    let _c = echo_on(third);
+    let _c = start_echo_at(third, &[]);
     drop(_b);
     assert_eq!(get(proxy.status, "/readyz").status, 503);
     wait_until("ready at the new address", Duration::from_secs(3), || {
         get(proxy.status, "/readyz").status == 200
     });
-    assert_eq!(get(proxy.status, "/readyz").json()["upstream_addr"], third.to_string());
+    assert_eq!(
+        get(proxy.status, "/readyz").json()["upstream_addr"],
+        third.to_string()
+    );
 }

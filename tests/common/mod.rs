@@ -85,7 +85,12 @@ pub struct Echo {
 }
 
 pub fn start_echo(extra: &[&str]) -> Echo {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    start_echo_at(format!("127.0.0.1:{}", free_port()).parse().unwrap(), extra)
+}
+
+/// A protected-echo on a chosen address: one a proxy already points at (so that the echo can be
+/// given the proxy's JWKS URL), or one whose address moves.
+pub fn start_echo_at(addr: SocketAddr, extra: &[&str]) -> Echo {
     let listen = addr.to_string();
     let mut args = vec!["--listen", listen.as_str()];
     args.extend_from_slice(extra);
