@@ -17,11 +17,12 @@ use jwt_proxy::minting::{Jti, TokenSettings};
 use jwt_proxy::rotation::RotationSettings;
 use jwt_proxy::stats::Stats;
 
+/// Unix ms, as a request reads the clock.
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs()
+        .as_millis() as u64
 }
 
 fn mint(c: &mut Criterion) {
@@ -45,7 +46,8 @@ fn mint(c: &mut Criterion) {
             },
             jwks_max_age_secs: 300,
         };
-        let keys = LiveKeys::new(&config, &tokens, Arc::new(Stats::new(10, 1 << 20)));
+        let keys = LiveKeys::new(&config, &tokens, None, Arc::new(Stats::new(10, 1 << 20)))
+            .expect("a one-key set");
         group.bench_function(
             format!("jwt-proxy {alg} (jti + clock + sign + header value)"),
             |b| {
@@ -61,7 +63,7 @@ fn mint(c: &mut Criterion) {
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512);
     group.bench_function("naive jsonwebtoken::encode HS512 (same claims)", |b| {
         b.iter(|| {
-            let now = now();
+            let now = now() / 1000;
             let claims = serde_json::json!({
                 "iat": now, "exp": now + 300, "jti": Jti::random().to_string(),
                 "payload": {"user": black_box("alice"), "date": chrono::Utc::now().format("%Y-%m-%d").to_string()},

@@ -57,3 +57,23 @@ LUA
 
 # ticks PID: CPU time (user + system, in clock ticks) the process has used.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run NAME URL PID VAR: a 2 s warm-up, then DURATION s of wrk (CONNS connections, DIR/post.lua)
+# from CPU 1 against URL; appends "NAME|req/s|p50|p99|CPU µs per request of PID|errors" to the
+# array `rows` and sets cpu_VAR. Needs dir, DURATION, CONNS.
+run() {
+    local name=$1 url=$2 pid=$3
+    taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$dir/post.lua" "$url" >/dev/null   # warm-up
+    local t0; t0=$(ticks "$pid")
+    local out; out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$dir/post.lua" "$url")
+    local t1; t1=$(ticks "$pid")
+    local reqs rps p50 p99 errs
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+    local cpu_us; cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1000000 / n}')
+    rows+=("$name|$rps|$p50|$p99|$cpu_us|${errs:-none}")
+    eval "cpu_$4=$cpu_us"
+}

@@ -26,7 +26,6 @@ proxy_conf "$dir" "$JWT" "$JWT_STATUS" "$UP" false
 post_lua "$dir"
 taskset -c 1 nginx -c "$dir/upstream.conf" -e "$dir/up.err" & pids+=($!)
 
-HZ=$(getconf CLK_TCK)
 rows=()
 for alg in HS512 EdDSA ES256; do
     mkdir -p "$dir/keys-$alg"
@@ -37,19 +36,8 @@ for alg in HS512 EdDSA ES256; do
         exec taskset -c 0 target/release/jwt-proxy -c "$dir/jwt-proxy.yaml" ) & pid=$!
     pids+=($pid)
     for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$JWT_STATUS/healthz" && break; sleep 0.1; done
-    taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$dir/post.lua" "http://127.0.0.1:$JWT/" >/dev/null   # warm-up
-    t0=$(ticks "$pid")
-    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$dir/post.lua" "http://127.0.0.1:$JWT/")
-    t1=$(ticks "$pid")
+    run "$alg" "http://127.0.0.1:$JWT/" "$pid" "$alg"
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
-    cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1000000 / n}')
-    rows+=("$alg|$rps|$p50|$p99|$cpu|${errs:-none}")
-    eval "cpu_$alg=$cpu"
 done
 
 echo

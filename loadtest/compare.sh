@@ -49,24 +49,7 @@ sleep 1.5
 ngx_worker=$(pgrep -P "$(cat "$dir/ngx.pid")" | head -n 1)
 up_worker=$(pgrep -P "$(cat "$dir/up.pid")" | head -n 1)
 
-HZ=$(getconf CLK_TCK)
 rows=()
-run() { # name url pid
-    local name=$1 url=$2 pid=$3
-    taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s "$dir/post.lua" "$url" >/dev/null   # warm-up
-    local t0; t0=$(ticks "$pid")
-    local out; out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$dir/post.lua" "$url")
-    local t1; t1=$(ticks "$pid")
-    local reqs rps p50 p99 errs
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
-    local cpu_ms; cpu_ms=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1000000 / n}')
-    rows+=("$name|$rps|$p50|$p99|$cpu_ms|${errs:-none}")
-    eval "cpu_$4=$cpu_ms"
-}
 run "(a) upstream directly (nginx return 200)" "http://127.0.0.1:$UP/protected" "$up_worker" up
 run "(b) jwt-proxy" "http://127.0.0.1:$JWT/" "$jwt_pid" jwt
 run "(c) bare Pingora pass-through" "http://127.0.0.1:$BARE/protected" "$bare_pid" bare

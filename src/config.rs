@@ -896,7 +896,12 @@ impl Raw {
             MIN_SIGNING_KEY_BYTES,
             "HS512",
         )?;
-        let keyset_path = self.opt(S::JwtKeys).map(PathBuf::from);
+        // Absolute (daemon mode changes directory to /), symbolic links kept: a reload must
+        // follow a `..data` swap, not the target the link had at start.
+        let keyset_path = match self.opt(S::JwtKeys) {
+            Some(p) => Some(std::path::absolute(&p).map_err(|e| err(S::JwtKeys, e.to_string()))?),
+            None => None,
+        };
         let (set, signing_secret) = match (&keyset_path, secret) {
             (Some(_), Some(_)) => {
                 return Err(err(

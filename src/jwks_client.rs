@@ -1,6 +1,8 @@
 //! What the tools (`protected-echo`, `jwt-post`) verify our tokens with: a shared HS512 secret
-//! and/or the JWKS at a URL, fetched once and again when a token names a kid it does not list,
-//! at most once per [`MIN_REFETCH`]. Blocking (it may fetch): async callers use a blocking task.
+//! and/or the JWKS at a URL. The set is fetched at start, again once its `Cache-Control:
+//! max-age` has passed (so a key the proxy dropped stops verifying), and again when a token names
+//! a kid it does not list or fails with a key it does (the kid may be a new key); at most once
+//! per [`MIN_REFETCH`]. Blocking (it may fetch): async callers use a blocking task.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -15,16 +17,28 @@ pub const MIN_REFETCH: Duration = Duration::from_secs(1);
 /// Largest JWKS document read.
 const MAX_JWKS_BYTES: u64 = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a set without `Cache-Control: max-age` is used.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 
 pub struct JwksVerifier {
     secret: Option<Key>,
     url: Option<String>,
     current: RwLock<Arc<TokenVerifier>>,
+    /// When the set was last fetched (tried), and until when it is fresh.
     last_fetch: Mutex<Option<Instant>>,
+    fresh_until: Mutex<Option<Instant>>,
 }
 
-/// The JWKS document at `url`.
-pub fn fetch(url: &str) -> Result<String, String> {
+/// `max-age` of a `Cache-Control` value.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|d| {
+        let v = d.trim().strip_prefix("max-age=")?;
+        v.trim_matches('"').parse().ok().map(Duration::from_secs)
+    })
+}
+
+/// The JWKS document at `url`, and how long it may be used.
+pub fn fetch(url: &str) -> Result<(String, Duration), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(FETCH_TIMEOUT))
         .build()
@@ -33,11 +47,20 @@ pub fn fetch(url: &str) -> Result<String, String> {
         .get(url)
         .call()
         .map_err(|e| format!("cannot fetch the JWKS at {url}: {e}"))?;
-    resp.body_mut()
+    let ttl = resp
+        .headers()
+        .get_all("cache-control")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(max_age)
+        .unwrap_or(DEFAULT_MAX_AGE);
+    let text = resp
+        .body_mut()
         .with_config()
         .limit(MAX_JWKS_BYTES)
         .read_to_string()
-        .map_err(|e| format!("cannot read the JWKS at {url}: {e}"))
+        .map_err(|e| format!("cannot read the JWKS at {url}: {e}"))?;
+    Ok((text, ttl))
 }
 
 impl JwksVerifier {
@@ -49,6 +72,7 @@ impl JwksVerifier {
             url,
             current: RwLock::new(Arc::new(TokenVerifier::default())),
             last_fetch: Mutex::new(None),
+            fresh_until: Mutex::new(None),
         };
         let problem = match &v.url {
             Some(_) => v.refetch().err(),
@@ -89,26 +113,54 @@ impl JwksVerifier {
             return Err("the JWKS was fetched less than a second ago".into());
         }
         *last = Some(Instant::now());
-        let text = fetch(url)?;
+        let (text, ttl) = fetch(url)?;
         let verifier = TokenVerifier::from_jwks_text(&text)?;
         self.install(verifier);
+        *self.fresh_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + ttl);
         Ok(())
     }
 
-    /// The claims of a token that verifies by its `kid` (fetching the JWKS again for a kid it
-    /// does not list) or with the secret.
+    /// The claims of a token that verifies by its `kid` (fetching the JWKS again when it is
+    /// stale, or for a kid it does not list or whose key refuses the token) or with the secret.
     pub fn verify(&self, token: &str) -> Result<Value, VerifyError> {
+        if self.url.is_some() {
+            let stale = self
+                .fresh_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none_or(|t| Instant::now() >= t);
+            if stale {
+                self.refetch_logged();
+            }
+        }
         match self.current().verify(token) {
-            Err(VerifyError::UnknownKid(kid)) if self.url.is_some() => {
-                if let Err(e) = self.refetch() {
-                    log::debug!("{e}");
-                }
-                match self.current().verify(token) {
-                    Err(VerifyError::UnknownKid(_)) => Err(VerifyError::UnknownKid(kid)),
-                    other => other,
-                }
+            Err(VerifyError::UnknownKid(_) | VerifyError::Invalid(_)) if self.url.is_some() => {
+                self.refetch_logged();
+                self.current().verify(token)
             }
             other => other,
         }
+    }
+
+    fn refetch_logged(&self) {
+        if let Err(e) = self.refetch() {
+            log::debug!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=120"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(max_age("max-age=0"), Some(Duration::ZERO));
+        assert_eq!(max_age("no-store"), None);
+        assert_eq!(max_age("max-age=x"), None);
     }
 }

@@ -1,9 +1,10 @@
 //! The live keys: the ring requests mint with, swapped whole when the keyset is reloaded (on
 //! SIGHUP, or when the keyset file or a file it names changes, including Kubernetes' `..data`
-//! symlink swap), and pruned as retiring keys expire. File reads and stats happen on the
-//! background watcher, never on a proxy worker thread.
+//! symlink swap), and pruned as retiring keys expire. The ring's state is saved beside the pid
+//! file after each change, so that the next process (an upgrade, a restart) resumes it. File
+//! reads, writes and stats happen on the background watcher, never on a proxy worker thread.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,11 +21,11 @@ use crate::stats::{Counter, Stats};
 /// How often the keyset's files are checked for changes.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
 
-/// The last reload that failed: when (Unix seconds) and why (names files and entries, never
+/// The last reload that failed: when (Unix ms) and why (names files and entries, never
 /// key material).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadError {
-    pub at: u64,
+    pub at_ms: u64,
     pub message: String,
 }
 
@@ -32,6 +33,8 @@ pub struct LiveKeys {
     ring: RwLock<Arc<KeyRing>>,
     /// `JWT_KEYS`; `None`: a fixed one-key set.
     path: Option<PathBuf>,
+    /// Where the ring's state is saved (with `JWT_KEYS` only).
+    state_path: Option<PathBuf>,
     pub jwks_max_age_secs: u64,
     last_error: Mutex<Option<ReloadError>>,
     /// The files of the last set loaded (the keyset file first).
@@ -45,28 +48,54 @@ impl std::fmt::Debug for LiveKeys {
     }
 }
 
-pub fn unix_now() -> u64 {
+/// Now, in Unix milliseconds (the keys' clock).
+pub fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_secs()
+        .as_millis() as u64
+}
+
+/// The state file of the keyset at `keyset` for the process whose pid file is `pid_file`: in
+/// the same private directory, named after the keyset's path (two keysets never share one).
+pub fn state_path(pid_file: &Path, keyset: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(keyset.as_os_str().as_encoded_bytes());
+    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let mut name = pid_file.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".keys-{tag}"));
+    pid_file.with_file_name(name)
 }
 
 impl LiveKeys {
-    pub fn new(config: &KeyConfig, tokens: &TokenSettings, stats: Arc<Stats>) -> LiveKeys {
-        LiveKeys {
-            ring: RwLock::new(Arc::new(KeyRing::new(
-                &config.set,
-                config.rotation,
-                tokens,
-                unix_now(),
-            ))),
+    /// The keys at start: with `JWT_KEYS` and the state a previous process saved at
+    /// `state_path`, resumed from it (an unreadable state is a first start, with a warning);
+    /// refused when the file breaks a rotation rule against it (a held kid with other material).
+    pub fn new(
+        config: &KeyConfig,
+        tokens: &TokenSettings,
+        state_path: Option<PathBuf>,
+        stats: Arc<Stats>,
+    ) -> Result<LiveKeys, String> {
+        let now = unix_ms();
+        let state = match (&config.path, &state_path) {
+            (Some(keyset), Some(p)) => read_state(p, keyset),
+            _ => None,
+        };
+        let ring = match state {
+            Some(state) => KeyRing::resume(&state, &config.set, config.rotation, tokens, now)
+                .map_err(|e| format!("the keyset against the state of the keys in use: {e}"))?,
+            None => KeyRing::new(&config.set, config.rotation, tokens, now),
+        };
+        Ok(LiveKeys {
+            ring: RwLock::new(Arc::new(ring)),
             path: config.path.clone(),
+            state_path: config.path.as_ref().and(state_path),
             jwks_max_age_secs: config.jwks_max_age_secs,
             last_error: Mutex::new(None),
             watched: Mutex::new(config.set.files.clone()),
             stats,
-        }
+        })
     }
 
     /// The ring now (an `Arc`: a reload never changes a ring a reader holds).
@@ -74,11 +103,11 @@ impl LiveKeys {
         self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Mint with the key that signs at `now`. The read lock is held only while signing (no
-    /// await); a reload takes the write lock only to swap the pointer.
-    pub fn mint(&self, user: &str, now: u64, jti: &Jti) -> Minted {
+    /// Mint with the key that signs at `now_ms` (`iat` is its second). The read lock is held
+    /// only while signing (no await); a reload takes the write lock only to swap the pointer.
+    pub fn mint(&self, user: &str, now_ms: u64, jti: &Jti) -> Minted {
         let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
-        ring.minter_at(now).mint(user, now, jti)
+        ring.minter_at(now_ms).mint(user, now_ms / 1000, jti)
     }
 
     pub fn jwks(&self) -> Jwks {
@@ -98,6 +127,20 @@ impl LiveKeys {
 
     fn swap(&self, ring: KeyRing) {
         *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+        self.save_state();
+    }
+
+    /// Save the ring's state for the next process (at start and after each change). A failure
+    /// is logged: the next process then starts afresh, as before this file existed.
+    pub fn save_state(&self) {
+        let (Some(p), Some(keyset)) = (&self.state_path, &self.path) else {
+            return;
+        };
+        let mut state = self.ring().state();
+        state["keyset"] = keyset.display().to_string().into();
+        if let Err(e) = write_private(p, state.to_string().as_bytes()) {
+            log::warn!("cannot save the keys' state to {}: {e}", p.display());
+        }
     }
 
     /// Read the keyset file again and apply it at `now`. A set that does not load, or that a
@@ -130,7 +173,7 @@ impl LiveKeys {
                 log::warn!("keyset not reloaded, keeping the keys in use: {message}");
                 self.stats.inc(Counter::KeyReloadFailures);
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(ReloadError {
-                    at: now,
+                    at_ms: now,
                     message: message.clone(),
                 });
                 Err(message)
@@ -217,7 +260,7 @@ impl BackgroundService for KeyWatcher {
                 _ = shutdown.changed() => return,
             };
             let k = keys.clone();
-            let now = unix_now();
+            let now = unix_ms();
             if hup_now {
                 log::info!("SIGHUP: reloading the keyset");
                 let k2 = k.clone();
@@ -252,10 +295,46 @@ impl BackgroundService for KeyWatcher {
             }
             let _ = tokio::task::spawn_blocking({
                 let k = k.clone();
-                move || k.reload(unix_now())
+                move || k.reload(unix_ms())
             })
             .await;
             seen = sig_of(k).await;
         }
     }
+}
+
+/// The saved state at `p`, if it is one for `keyset`.
+fn read_state(p: &Path, keyset: &Path) -> Option<serde_json::Value> {
+    let text = match crate::keys::read_regular_file(p, crate::keys::MAX_KEY_FILE_BYTES) {
+        Ok(t) => t,
+        Err(_) if !p.exists() => return None,
+        Err(e) => {
+            log::warn!("ignoring the keys' state: {e}");
+            return None;
+        }
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) if v["keyset"].as_str() == Some(&keyset.display().to_string()) => Some(v),
+        Ok(_) => None,
+        Err(e) => {
+            log::warn!("ignoring the keys' state in {}: {e}", p.display());
+            None
+        }
+    }
+}
+
+/// Replace `p` whole with `bytes`, mode 0600 (a reader sees the old file or the new).
+fn write_private(p: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = p.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, p)
 }

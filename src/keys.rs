@@ -94,8 +94,7 @@ impl Key {
     /// else; `hex` and `base64` ignore surrounding ASCII whitespace. An empty or blank file is an
     /// error, never an empty key. The error names the file, never its contents.
     pub fn from_file(path: &Path, encoding: KeyEncoding) -> Result<Key, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = read_regular_file(path, MAX_KEY_FILE_BYTES)?;
         Key::from_text_file(path, &text, encoding)
     }
 
@@ -143,9 +142,36 @@ impl Key {
 /// The text of a secrets file (a key or a token). Empty or whitespace-only files are refused:
 /// a secret that is not there must not read as one.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = read_regular_file(path, MAX_KEY_FILE_BYTES)?;
     refuse_blank(path, &text)?;
+    Ok(text)
+}
+
+/// Largest key, token or keyset file read.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// The text of a regular file of at most `max` bytes: the one way key material is read. A FIFO,
+/// a device or a directory is refused, never waited on (opened non-blocking, then checked); the
+/// error names the file, never its contents.
+pub fn read_regular_file(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: &dyn fmt::Display| format!("cannot read {}: {e}", path.display());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| cannot(&e))?;
+    if !f.metadata().map_err(|e| cannot(&e))?.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    let mut text = String::new();
+    f.take(max + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| cannot(&e))?;
+    if text.len() as u64 > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
+    }
     Ok(text)
 }
 
@@ -267,7 +293,8 @@ impl fmt::Debug for PrivateKey {
 
 impl PartialEq for PrivateKey {
     fn eq(&self, other: &PrivateKey) -> bool {
-        self.alg() == other.alg() && self.secret_fingerprint() == other.secret_fingerprint()
+        // The public key determines an asymmetric key; an HMAC fingerprint hashes the secret.
+        self.alg() == other.alg() && self.fingerprint() == other.fingerprint()
     }
 }
 
@@ -355,15 +382,6 @@ impl PrivateKey {
             (_, Some(public)) => fingerprint_of(&public),
             (PrivateKey::Hs512(k), None) => k.fingerprint(),
             _ => String::new(),
-        }
-    }
-
-    /// Tells two keys apart by their secret material (never shown).
-    fn secret_fingerprint(&self) -> String {
-        match self {
-            PrivateKey::Hs512(k) => fingerprint_of(k.bytes()),
-            PrivateKey::EdDsa(k) => fingerprint_of(&k.to_bytes()),
-            PrivateKey::Es256(k) => fingerprint_of(&k.to_bytes()),
         }
     }
 
@@ -467,5 +485,28 @@ mod tests {
         assert!(!shown.contains("super-secret"));
         assert!(shown.contains(&key.fingerprint()));
         assert_eq!(key.fingerprint().len(), 16);
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_a_fifo_never_blocks() {
+        let dir = std::env::temp_dir().join(format!("jwt-proxy-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("keyset.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // No writer ever opens it: a blocking open would hang here.
+        let e = read_regular_file(&fifo, 1024).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = read_regular_file(&dir, 1024).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = Key::from_file(&fifo, KeyEncoding::Text).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'a'; 2048]).unwrap();
+        assert!(read_regular_file(&big, 1024)
+            .unwrap_err()
+            .contains("larger than 1024"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

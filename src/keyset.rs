@@ -20,14 +20,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::keys::{Alg, Key, KeyEncoding, PrivateKey, MIN_SIGNING_KEY_BYTES};
+use crate::keys::{
+    read_regular_file, Alg, Key, KeyEncoding, PrivateKey, MAX_KEY_FILE_BYTES, MIN_SIGNING_KEY_BYTES,
+};
 
 /// Longest `kid`.
 pub const MAX_KID_LEN: usize = 64;
 /// Most keys in one set (a keyset is a handful of keys; this bounds what a reload can hold).
 pub const MAX_KEYS: usize = 32;
 /// Largest keyset or key file read.
-pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+pub const MAX_FILE_BYTES: u64 = MAX_KEY_FILE_BYTES;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +90,54 @@ impl Keyset {
     }
 }
 
+/// Longest value an error message repeats: a key file put where YAML was expected (or a secret
+/// typed into the wrong field) must never reach a log line or the status page. HS512 keys are
+/// at least 64 bytes and PEM keys longer still, so nothing shown can be one.
+const MAX_SHOWN: usize = 24;
+
+/// `v` quoted for an error message when it is short printable ASCII, else only its length.
+pub fn shown(v: &str) -> String {
+    if v.len() <= MAX_SHOWN && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        format!("{v:?}")
+    } else {
+        format!("(a value of {} characters, not shown)", v.chars().count())
+    }
+}
+
+/// A YAML parser's message without the values it quotes (it quotes whatever it met, key
+/// material included), unless they are short enough to be [`shown`].
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[i] as char;
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after.find(quote) {
+            Some(j) => {
+                let inner = &after[..j];
+                if inner.len() <= MAX_SHOWN && inner.bytes().all(|b| b.is_ascii_graphic()) {
+                    out.push(quote);
+                    out.push_str(inner);
+                    out.push(quote);
+                } else {
+                    out.push_str(&format!(
+                        "(a value of {} characters, not shown)",
+                        inner.chars().count()
+                    ));
+                }
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str("(a value, not shown)");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A `kid` we accept: 1 to 64 printable ASCII characters, no quotes or backslashes (it goes in
 /// headers, JSON and log lines as it is).
 pub fn check_kid(kid: &str) -> Result<(), String> {
@@ -99,28 +149,17 @@ pub fn check_kid(kid: &str) -> Result<(), String> {
         .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     {
         return Err(format!(
-            "kid {kid:?} must be printable ASCII without spaces, quotes or backslashes"
+            "kid {} must be printable ASCII without spaces, quotes or backslashes",
+            shown(kid)
         ));
     }
     Ok(())
 }
 
-/// Read a file the set names: bounded in size; the error names the file, never its contents.
+/// Read a file the set names (a regular file, bounded in size; the error names the file, never
+/// its contents).
 pub fn read_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let f =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut text = String::new();
-    f.take(MAX_FILE_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_FILE_BYTES} bytes",
-            path.display()
-        ));
-    }
-    Ok(text)
+    read_regular_file(path, MAX_FILE_BYTES)
 }
 
 /// Load the keyset at `path` from disk.
@@ -137,7 +176,12 @@ pub fn parse(
     read: &dyn Fn(&Path) -> Result<String, String>,
 ) -> Result<Keyset, String> {
     let at = |what: String| format!("keyset {}: {what}", path.display());
-    let file: FileKeyset = serde_yaml::from_str(text).map_err(|e| at(format!("{e}")))?;
+    let file: FileKeyset = serde_yaml::from_str(text).map_err(|e| {
+        at(format!(
+            "is not a keyset: {}",
+            without_values(&e.to_string())
+        ))
+    })?;
     if file.keys.is_empty() {
         return Err(at("lists no keys".into()));
     }
@@ -164,7 +208,8 @@ pub fn parse(
             .ok_or_else(|| in_entry("has no alg".into()))?;
         let alg = Alg::parse(alg_name).ok_or_else(|| {
             in_entry(format!(
-                "alg {alg_name:?} is not one of HS512, EdDSA, ES256"
+                "alg {} is not one of HS512, EdDSA, ES256",
+                shown(alg_name)
             ))
         })?;
         let key = match (alg, &entry.file, &entry.value) {
@@ -174,7 +219,10 @@ pub fn parse(
                 let encoding = match entry.encoding.as_deref() {
                     None => KeyEncoding::Text,
                     Some(e) => KeyEncoding::parse(e).ok_or_else(|| {
-                        in_entry(format!("encoding {e:?} is not one of text, hex, base64"))
+                        in_entry(format!(
+                            "encoding {} is not one of text, hex, base64",
+                            shown(e)
+                        ))
                     })?,
                 };
                 let secret = match (file, value) {
@@ -224,13 +272,15 @@ pub fn parse(
         .ok_or_else(|| at("has no signing: <kid>".into()))?;
     if !seen.contains(&signing) {
         return Err(at(format!(
-            "signing names {signing:?}, which is not in keys"
+            "signing names {}, which is not in keys",
+            shown(&signing)
         )));
     }
     for kid in &file.revoked {
         if seen.contains(kid) {
             return Err(at(format!(
-                "{kid:?} is both in keys and revoked; remove it from one"
+                "{} is both in keys and revoked; remove it from one",
+                shown(kid)
             )));
         }
     }
@@ -336,5 +386,33 @@ mod tests {
             assert!(e.starts_with("keyset /keys/keyset.yaml"), "{e}");
             assert!(!e.contains(HEX64) && !e.contains("PRIVATE KEY"), "never the key: {e}");
         }
+    }
+
+    #[test]
+    fn no_error_repeats_key_material() {
+        let ed = PrivateKey::generate(Alg::EdDsa).to_file_text();
+        let files = [("ed.pem", ed.clone()), ("k1.key", HEX64.to_string())];
+        let pem_line = ed.lines().nth(1).unwrap().to_string();
+        // A key file where the keyset was expected, and secrets typed into every field.
+        for text in [
+            HEX64.to_string(),
+            ed.clone(),
+            format!("signing: k1\nkeys:\n  - {{kid: k1, alg: EdDSA, file: ed.pem}}\nrevoked: {HEX64}\n"),
+            format!("signing: k1\nkeys:\n  - {{kid: k1, alg: {HEX64}, file: ed.pem}}\n"),
+            format!("signing: k1\nkeys:\n  - {{kid: k1, alg: HS512, file: k1.key, encoding: {HEX64}}}\n"),
+            format!("signing: {HEX64}\nkeys:\n  - {{kid: k1, alg: EdDSA, file: ed.pem}}\n"),
+            format!("{HEX64}: 1\nsigning: k1\n"),
+            format!("signing: k1\nkeys:\n  - {{kid: \"{HEX64} x\", alg: EdDSA, file: ed.pem}}\n"),
+        ] {
+            let e = parse_with(&text, &files).unwrap_err();
+            assert!(!e.contains(&HEX64[..MAX_SHOWN + 1]), "{e}");
+            assert!(!e.contains(&pem_line[..MAX_SHOWN + 1]), "{e}");
+        }
+        // Short names still read well.
+        let e = parse_with(
+            "signing: k1\nkeys:\n  - {kid: k1, alg: RS256, file: ed.pem}\n",
+            &files,
+        );
+        assert!(e.unwrap_err().contains("alg \"RS256\" is not one of"));
     }
 }

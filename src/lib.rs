@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod client;
 pub mod config;
+pub mod connection_cap;
 pub mod drain;
 pub mod echo;
 pub mod forwarding;

@@ -14,8 +14,9 @@ use pingora::services::background::background_service;
 
 use jwt_proxy::access_log::AccessLog;
 use jwt_proxy::config::{self, Config, Early};
+use jwt_proxy::connection_cap::{Capped, MAX_STATUS_CONNECTIONS};
 use jwt_proxy::drain::ProxyApp;
-use jwt_proxy::key_reload::{KeyWatcher, LiveKeys};
+use jwt_proxy::key_reload::{self, KeyWatcher, LiveKeys};
 use jwt_proxy::proxy::JwtProxy;
 use jwt_proxy::stats::Stats;
 use jwt_proxy::status::{Info, StatusApp};
@@ -64,6 +65,19 @@ fn main() -> ExitCode {
             return config_error(e);
         }
     }
+    let stats = Arc::new(Stats::new(config.status_recent, config.status_recent_bytes));
+    let state_path = config
+        .keys
+        .path
+        .as_ref()
+        .map(|k| key_reload::state_path(Path::new(&config.server.pid_file), k));
+    let keys = match LiveKeys::new(&config.keys, &config.token, state_path, stats.clone()) {
+        Ok(k) => Arc::new(k),
+        Err(e) => {
+            eprintln!("jwt-proxy: config error: JWT_KEYS: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if opt.test {
         for w in config.warnings() {
             eprintln!("jwt-proxy: warning: {w}");
@@ -104,12 +118,11 @@ fn main() -> ExitCode {
         log::warn!("{w}");
     }
 
-    let stats = Arc::new(Stats::new(config.status_recent, config.status_recent_bytes));
     let upstream = Arc::new(Upstream::new(&config, upstream_addr, stats.clone()));
     let access_log = config
         .access_log
         .then(|| AccessLog::new(stats.clone(), Box::new(std::io::stdout())));
-    let keys = Arc::new(LiveKeys::new(&config.keys, &config.token, stats.clone()));
+    keys.save_state();
     let proxy = match JwtProxy::new(
         &config,
         upstream.clone(),
@@ -168,7 +181,8 @@ fn main() -> ExitCode {
     );
     let mut proxy_service = Service::new("jwt-proxy".to_string(), app);
     proxy_service.add_tcp(&config.listen.to_string());
-    let mut status_service = Service::new("status".to_string(), StatusApp { stats, info });
+    let status_app = Capped::new(StatusApp { stats, info }, MAX_STATUS_CONNECTIONS);
+    let mut status_service = Service::new("status".to_string(), status_app);
     status_service.add_tcp(&config.status_listen.to_string());
     status_service.threads = Some(1);
     server.add_service(proxy_service);

@@ -252,11 +252,11 @@ impl JwtProxy {
 
     fn mint(&self, user: &str, ctx: &mut Ctx) -> Result<()> {
         let t0 = Instant::now();
-        let now = SystemTime::now()
+        let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            .as_secs();
-        let minted = self.keys.mint(user, now, &ctx.jti);
+            .as_millis() as u64;
+        let minted = self.keys.mint(user, now_ms, &ctx.jti);
         let value = HeaderValue::from_maybe_shared(Bytes::from(minted.token))
             .map_err(|e| Error::because(ErrorType::InternalError, "token header", e))?;
         self.stats

@@ -1,5 +1,5 @@
 //! The keys a running proxy holds and the rules that make rotation safe by construction. Pure:
-//! every decision takes `now` (Unix seconds) from the caller.
+//! every decision takes `now` (Unix milliseconds) from the caller.
 //!
 //! - A key that becomes `signing` signs only once it has been published for the publish lead;
 //!   until then the key that was signing keeps signing (`signer_at`).
@@ -8,6 +8,9 @@
 //!   once, and `revoked` forces a key out at once (if it was signing, the new one signs now).
 //! - A kid keeps its key material for as long as it is held: a reload that gives a held kid
 //!   other material is refused (a verifier caching the old key would refuse the new tokens).
+//! - The state (what is held since when, what signed until when) outlives the process: a new
+//!   process (upgrade, restart) resumes from [`KeyRing::state`] and applies the same rules
+//!   ([`KeyRing::resume`]); keys known only from that state are published, never signing.
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -20,6 +23,9 @@ use crate::minting::{Minter, TokenSettings};
 /// common JWT libraries, e.g. 60 s in jsonwebtoken).
 pub const RETIRE_LEEWAY_SECS: u64 = 60;
 
+/// Version of the saved state's format.
+const STATE_VERSION: u64 = 1;
+
 /// Timing rules of a keyset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RotationSettings {
@@ -29,25 +35,58 @@ pub struct RotationSettings {
     pub retire_after_secs: u64,
 }
 
+impl RotationSettings {
+    fn lead_ms(&self) -> u64 {
+        self.publish_lead_secs * 1000
+    }
+
+    fn retire_ms(&self) -> u64 {
+        self.retire_after_secs * 1000
+    }
+}
+
+#[derive(Clone)]
 struct Held {
-    entry: KeyEntry,
-    minter: Minter,
-    /// When this process first held it.
+    kid: String,
+    alg: Alg,
+    /// Identifies the key material (public-key fingerprint; for HMAC, the secret's).
+    fingerprint: String,
+    /// `None` for a key known only from a previous process's state: published, never signing.
+    minter: Option<Minter>,
+    /// The public JWK (asymmetric keys only).
+    jwk: Option<Value>,
+    /// When it was first held (by this process or the one whose state it resumed).
     published_at: u64,
-    /// Up to when it may have signed: `None` if it never signed. For the key signing now, the
-    /// time it started; `signing_until` tells the rest.
+    /// Up to when it may have signed: `None` if it never signed.
     signed_until: Option<u64>,
     /// Removed from the file: published until then, never signing again.
     drop_at: Option<u64>,
+}
+
+impl Held {
+    fn from_entry(e: &KeyEntry, tokens: &TokenSettings, now: u64) -> Held {
+        let kid = (!e.kid.is_empty()).then_some(e.kid.as_str());
+        Held {
+            kid: e.kid.clone(),
+            alg: e.key.alg(),
+            fingerprint: e.key.fingerprint(),
+            minter: Some(Minter::new(&e.key, kid, tokens)),
+            jwk: e.key.public_jwk(&e.kid),
+            published_at: now,
+            signed_until: None,
+            drop_at: None,
+        }
+    }
 }
 
 /// The keys held, which one signs when, and the JWKS they publish. Replaced whole on a reload
 /// (callers swap an `Arc`), so a request sees one ring or the next, never half of one.
 pub struct KeyRing {
     held: Vec<Held>,
-    /// Index of the key the file says signs.
+    /// Index of the key the file says signs (always from the file: it has a minter).
     wanted: usize,
-    /// Index of the key that signs until `switch_at` (`None`: `wanted` signs already).
+    /// Index of the key that signs until `switch_at` (`None`: `wanted` signs already); only
+    /// a key with a minter.
     previous: Option<usize>,
     switch_at: u64,
     settings: RotationSettings,
@@ -64,45 +103,47 @@ pub struct Jwks {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kids: Vec<&str> = self.held.iter().map(|h| h.entry.kid.as_str()).collect();
+        let kids: Vec<&str> = self.held.iter().map(|h| h.kid.as_str()).collect();
         write!(
             f,
             "KeyRing({kids:?}, signing {})",
-            self.held[self.wanted].entry.kid
+            self.held[self.wanted].kid
         )
     }
 }
 
-fn minter(entry: &KeyEntry, tokens: &TokenSettings) -> Minter {
-    let kid = (!entry.kid.is_empty()).then_some(entry.kid.as_str());
-    Minter::new(&entry.key, kid, tokens)
-}
-
 impl KeyRing {
-    /// The ring at start-up: every key published from `now`, the file's signing key signing at
-    /// once (nothing was signed before this process).
+    /// The ring of a first start: every key published from `now`, the file's signing key
+    /// signing at once (nothing was signed before).
     pub fn new(
         set: &Keyset,
         settings: RotationSettings,
         tokens: &TokenSettings,
         now: u64,
     ) -> KeyRing {
-        let held: Vec<Held> = set
+        let mut held: Vec<Held> = set
             .keys
             .iter()
-            .map(|e| Held {
-                minter: minter(e, tokens),
-                entry: e.clone(),
-                published_at: now,
-                signed_until: (e.kid == set.signing).then_some(now),
-                drop_at: None,
-            })
+            .map(|e| Held::from_entry(e, tokens, now))
             .collect();
-        let wanted = held
-            .iter()
-            .position(|h| h.entry.kid == set.signing)
-            .unwrap_or(0);
+        let wanted = held.iter().position(|h| h.kid == set.signing).unwrap_or(0);
+        held[wanted].signed_until = Some(now);
         KeyRing::assemble(held, wanted, None, 0, settings, tokens.clone())
+    }
+
+    /// The ring of a process that takes over from one whose [`KeyRing::state`] it has: the
+    /// keys, times and pending switch carry on, then the file is applied as a reload is.
+    pub fn resume(
+        state: &Value,
+        set: &Keyset,
+        settings: RotationSettings,
+        tokens: &TokenSettings,
+        now: u64,
+    ) -> Result<KeyRing, String> {
+        match KeyRing::from_state(state, settings, tokens) {
+            Some(previous) => previous.reload(set, now),
+            None => Ok(KeyRing::new(set, settings, tokens, now)),
+        }
     }
 
     fn assemble(
@@ -126,25 +167,38 @@ impl KeyRing {
     }
 
     fn index(&self, kid: &str) -> Option<usize> {
-        self.held.iter().position(|h| h.entry.kid == kid)
+        self.held.iter().position(|h| h.kid == kid)
     }
 
-    /// Index of the key that signs at `now`.
-    fn signer_index(&self, now: u64) -> usize {
+    /// Index of the key scheduled to sign at `now`.
+    fn scheduled_signer(&self, now: u64) -> usize {
         match self.previous {
             Some(p) if now < self.switch_at => p,
             _ => self.wanted,
         }
     }
 
-    /// The minter of the key that signs at `now`.
+    /// Index of the key that signs at `now`: the scheduled one, if this process has its key.
+    fn signer_index(&self, now: u64) -> usize {
+        match self.scheduled_signer(now) {
+            p if self.held[p].minter.is_some() => p,
+            _ => self.wanted,
+        }
+    }
+
+    /// The minter of the key that signs at `now` (Unix ms).
     pub fn minter_at(&self, now: u64) -> &Minter {
-        &self.held[self.signer_index(now)].minter
+        let i = self.signer_index(now);
+        match (&self.held[i].minter, &self.held[self.wanted].minter) {
+            (Some(m), _) | (None, Some(m)) => m,
+            // `wanted` comes from the file, which always gives a minter.
+            (None, None) => unreachable!("the wanted key has no minter"),
+        }
     }
 
     /// The kid that signs at `now`.
     pub fn signer_at(&self, now: u64) -> &str {
-        &self.held[self.signer_index(now)].entry.kid
+        &self.held[self.signer_index(now)].kid
     }
 
     pub fn jwks(&self) -> &Jwks {
@@ -154,101 +208,80 @@ impl KeyRing {
     /// The ring after the file changed to `set` at `now`, or why the new set is refused (the
     /// caller keeps this ring).
     pub fn reload(&self, set: &Keyset, now: u64) -> Result<KeyRing, String> {
-        let signing_now = self.signer_index(now);
+        // The key scheduled to sign now (after a resume, one this process may not have yet).
+        let current = &self.held[self.scheduled_signer(now)];
         let mut held = Vec::new();
-        // Keys in the new file: kept (with their publish time) or new.
+        // Keys in the new file: kept (with their times) or new.
         for e in &set.keys {
-            match self.index(&e.kid) {
-                Some(i) if self.held[i].entry.key != e.key => {
+            let mut h = Held::from_entry(e, &self.tokens, now);
+            if let Some(i) = self.index(&e.kid) {
+                let old = &self.held[i];
+                if old.alg != h.alg || old.fingerprint != h.fingerprint {
                     return Err(format!(
                         "key {} has other key material than the key held under that kid; \
                          give a new key a new kid (or revoke the old one first)",
                         e.kid
-                    ))
+                    ));
                 }
-                Some(i) => {
-                    let h = &self.held[i];
-                    held.push(Held {
-                        entry: h.entry.clone(),
-                        minter: h.minter.clone(),
-                        published_at: h.published_at,
-                        signed_until: h.signed_until,
-                        drop_at: None,
-                    });
-                }
-                None => held.push(Held {
-                    minter: minter(e, &self.tokens),
-                    entry: e.clone(),
-                    published_at: now,
-                    signed_until: None,
-                    drop_at: None,
-                }),
+                h.published_at = old.published_at;
+                h.signed_until = old.signed_until;
             }
+            held.push(h);
         }
         let wanted = held
             .iter()
-            .position(|h| h.entry.kid == set.signing)
+            .position(|h| h.kid == set.signing)
             .ok_or_else(|| format!("signing names {:?}, which is not in keys", set.signing))?;
-        let current = &self.held[signing_now];
-        let current_revoked = set.revoked.contains(&current.entry.kid);
-        // Who signs now, and from when the wanted key takes over.
-        let (previous, switch_at) = if held[wanted].entry.kid == current.entry.kid
-            || current_revoked
-            || held[wanted].published_at + self.settings.publish_lead_secs <= now
-        {
-            (None, 0)
-        } else {
-            let switch_at = held[wanted].published_at + self.settings.publish_lead_secs;
-            match held.iter().position(|h| h.entry.kid == current.entry.kid) {
-                Some(p) => (Some(p), switch_at),
-                None => {
-                    // The signing key left the file: it stays, retiring, and signs until then.
-                    held.push(Held {
-                        entry: current.entry.clone(),
-                        minter: current.minter.clone(),
-                        published_at: current.published_at,
-                        signed_until: current.signed_until,
-                        drop_at: Some(switch_at + self.settings.retire_after_secs),
-                    });
-                    (Some(held.len() - 1), switch_at)
+        let in_file = held.iter().position(|h| h.kid == current.kid);
+        // The key signing now can go on signing if the file still has it, or if this process
+        // holds its private key; not if it was revoked.
+        let current_can_sign =
+            !set.revoked.contains(&current.kid) && (in_file.is_some() || current.minter.is_some());
+        let lead_done = held[wanted].published_at + self.settings.lead_ms() <= now;
+        let (previous, switch_at) =
+            if held[wanted].kid == current.kid || !current_can_sign || lead_done {
+                (None, 0)
+            } else {
+                let switch_at = held[wanted].published_at + self.settings.lead_ms();
+                match in_file {
+                    Some(p) => (Some(p), switch_at),
+                    None => {
+                        // The signing key left the file: it signs until then, then retires.
+                        let mut h = current.clone();
+                        h.drop_at = Some(switch_at + self.settings.retire_ms());
+                        held.push(h);
+                        (Some(held.len() - 1), switch_at)
+                    }
                 }
-            }
-        };
-        // Signing times: the old signer signed until now (or until the switch); the new one
-        // signs from when it takes over.
+            };
+        // The key that signed until now signs until now (or until the switch); the wanted key
+        // from when it takes over.
         let stop_old = previous.map_or(now, |_| switch_at);
-        for h in held.iter_mut() {
-            if h.entry.kid == current.entry.kid {
-                h.signed_until = Some(stop_old);
-            }
+        for h in held.iter_mut().filter(|h| h.kid == current.kid) {
+            h.signed_until = Some(stop_old);
         }
-        if held[wanted].signed_until.is_none() {
-            held[wanted].signed_until = Some(now.max(switch_at));
-        }
+        let starts = now.max(switch_at);
+        let w = &mut held[wanted];
+        w.signed_until = Some(w.signed_until.map_or(starts, |t| t.max(starts)));
         // Keys that left the file: retiring until their tokens expired, or gone.
         for old in &self.held {
-            let kept = held.iter().any(|h| h.entry.kid == old.entry.kid);
-            if kept || set.revoked.contains(&old.entry.kid) {
+            if held.iter().any(|h| h.kid == old.kid) || set.revoked.contains(&old.kid) {
                 continue;
             }
-            let last = if old.entry.kid == current.entry.kid {
+            let last = if old.kid == current.kid {
                 Some(now)
             } else {
                 old.signed_until
             };
             let drop_at = match (old.drop_at, last) {
                 (Some(d), _) => d,
-                (None, Some(t)) => t + self.settings.retire_after_secs,
+                (None, Some(t)) => t + self.settings.retire_ms(),
                 (None, None) => now,
             };
             if drop_at > now {
-                held.push(Held {
-                    entry: old.entry.clone(),
-                    minter: old.minter.clone(),
-                    published_at: old.published_at,
-                    signed_until: old.signed_until,
-                    drop_at: Some(drop_at),
-                });
+                let mut h = old.clone();
+                h.drop_at = Some(drop_at);
+                held.push(h);
             }
         }
         Ok(KeyRing::assemble(
@@ -273,19 +306,7 @@ impl KeyRing {
             .filter(|&i| !expired(i, &self.held[i]))
             .collect();
         let new_index = |old: usize| keep.iter().position(|&i| i == old);
-        let held: Vec<Held> = keep
-            .iter()
-            .map(|&i| {
-                let h = &self.held[i];
-                Held {
-                    entry: h.entry.clone(),
-                    minter: h.minter.clone(),
-                    published_at: h.published_at,
-                    signed_until: h.signed_until,
-                    drop_at: h.drop_at,
-                }
-            })
-            .collect();
+        let held: Vec<Held> = keep.iter().map(|&i| self.held[i].clone()).collect();
         let wanted = new_index(self.wanted)?;
         let previous = self.previous.and_then(new_index);
         Some(KeyRing::assemble(
@@ -298,8 +319,74 @@ impl KeyRing {
         ))
     }
 
+    /// What a process taking over needs ([`KeyRing::resume`]): kids, algorithms, fingerprints,
+    /// public JWKs and times. Never key material.
+    pub fn state(&self) -> Value {
+        let keys: Vec<Value> = self
+            .held
+            .iter()
+            .map(|h| {
+                json!({
+                    "kid": h.kid, "alg": h.alg.as_str(), "fingerprint": h.fingerprint,
+                    "jwk": h.jwk, "published_at": h.published_at,
+                    "signed_until": h.signed_until, "drop_at": h.drop_at,
+                })
+            })
+            .collect();
+        json!({
+            "version": STATE_VERSION,
+            "wanted": self.held[self.wanted].kid,
+            "previous": self.previous.map(|p| self.held[p].kid.clone()),
+            "switch_at": self.switch_at,
+            "keys": keys,
+        })
+    }
+
+    /// A ring of keys known only from a saved state (no minters): the starting point of
+    /// [`KeyRing::resume`]. `None` for a state this version does not read.
+    fn from_state(
+        state: &Value,
+        settings: RotationSettings,
+        tokens: &TokenSettings,
+    ) -> Option<KeyRing> {
+        if state["version"].as_u64() != Some(STATE_VERSION) {
+            return None;
+        }
+        let held: Vec<Held> = state["keys"]
+            .as_array()?
+            .iter()
+            .map(|k| {
+                Some(Held {
+                    kid: k["kid"].as_str()?.to_string(),
+                    alg: Alg::parse(k["alg"].as_str()?)?,
+                    fingerprint: k["fingerprint"].as_str()?.to_string(),
+                    minter: None,
+                    jwk: Some(k["jwk"].clone()).filter(Value::is_object),
+                    published_at: k["published_at"].as_u64()?,
+                    signed_until: k["signed_until"].as_u64(),
+                    drop_at: k["drop_at"].as_u64(),
+                })
+            })
+            .collect::<Option<_>>()?;
+        let find = |kid: &Value| {
+            held.iter()
+                .position(|h| Some(h.kid.as_str()) == kid.as_str())
+        };
+        let wanted = find(&state["wanted"])?;
+        let previous = find(&state["previous"]);
+        let switch_at = state["switch_at"].as_u64()?;
+        Some(KeyRing::assemble(
+            held,
+            wanted,
+            previous,
+            switch_at,
+            settings,
+            tokens.clone(),
+        ))
+    }
+
     /// What the status service shows: for each key its kid, alg, fingerprint and state, and
-    /// when a pending switch happens. Times are Unix seconds.
+    /// when a pending switch happens. Times are Unix milliseconds.
     pub fn describe(&self, now: u64) -> Value {
         let signer = self.signer_index(now);
         let keys: Vec<Value> = self
@@ -317,21 +404,20 @@ impl KeyRing {
                     "published"
                 };
                 json!({
-                    "kid": h.entry.kid,
-                    "alg": h.entry.key.alg().as_str(),
-                    "fingerprint": h.entry.key.fingerprint(),
+                    "kid": h.kid,
+                    "alg": h.alg.as_str(),
+                    "fingerprint": h.fingerprint,
                     "state": state,
-                    "published_at": h.published_at,
-                    "in_jwks": h.entry.key.alg().is_asymmetric(),
-                    "dropped_at": h.drop_at,
+                    "published_at_ms": h.published_at,
+                    "in_jwks": h.jwk.is_some(),
+                    "dropped_at_ms": h.drop_at,
                 })
             })
             .collect();
-        let pending = (signer != self.wanted).then(
-            || json!({"kid": self.held[self.wanted].entry.kid, "signs_from": self.switch_at}),
-        );
+        let pending = (signer != self.wanted)
+            .then(|| json!({"kid": self.held[self.wanted].kid, "signs_from_ms": self.switch_at}));
         json!({
-            "signing": self.held[signer].entry.kid,
+            "signing": self.held[signer].kid,
             "switch": pending,
             "keys": keys,
             "publish_lead_secs": self.settings.publish_lead_secs,
@@ -340,18 +426,12 @@ impl KeyRing {
 
     /// Every kid held, with its algorithm.
     pub fn kids(&self) -> Vec<(String, Alg)> {
-        self.held
-            .iter()
-            .map(|h| (h.entry.kid.clone(), h.entry.key.alg()))
-            .collect()
+        self.held.iter().map(|h| (h.kid.clone(), h.alg)).collect()
     }
 }
 
 fn jwks_of(held: &[Held]) -> Jwks {
-    let keys: Vec<Value> = held
-        .iter()
-        .filter_map(|h| h.entry.key.public_jwk(&h.entry.kid))
-        .collect();
+    let keys: Vec<&Value> = held.iter().filter_map(|h| h.jwk.as_ref()).collect();
     let body = json!({ "keys": keys }).to_string();
     let digest = Sha256::digest(body.as_bytes());
     let etag = format!(
@@ -373,7 +453,9 @@ mod tests {
 
     const LEAD: u64 = 600;
     const RETIRE: u64 = 360;
-    const T0: u64 = 1_800_000_000;
+    const T0: u64 = 1_800_000_000_000;
+    const LEAD_MS: u64 = LEAD * 1000;
+    const RETIRE_MS: u64 = RETIRE * 1000;
 
     fn settings() -> RotationSettings {
         RotationSettings {
@@ -434,7 +516,7 @@ mod tests {
         assert!(jwks_kids(&ring).is_empty(), "HMAC keys are never published");
 
         // k2 added: published at once, k1 still signs.
-        let t1 = T0 + 10;
+        let t1 = T0 + 10_000;
         let ring = ring
             .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), t1)
             .unwrap();
@@ -442,25 +524,28 @@ mod tests {
         assert_eq!(kid_of_token(&ring, t1), "k1");
 
         // signing: k2 only 5 s later: k1 signs until k2 has been published for the lead.
-        let t2 = t1 + 5;
+        let t2 = t1 + 5_000;
         let ring = ring
             .reload(&set(&[("k1", &k1), ("k2", &k2)], "k2", &[]), t2)
             .unwrap();
         assert_eq!(kid_of_token(&ring, t2), "k1");
-        assert_eq!(kid_of_token(&ring, t1 + LEAD - 1), "k1");
-        assert_eq!(kid_of_token(&ring, t1 + LEAD), "k2");
+        assert_eq!(kid_of_token(&ring, t1 + LEAD_MS - 1), "k1");
+        assert_eq!(kid_of_token(&ring, t1 + LEAD_MS), "k2");
         let d = ring.describe(t2);
         assert_eq!(d["signing"], "k1");
-        assert_eq!(d["switch"], json!({"kid": "k2", "signs_from": t1 + LEAD}));
+        assert_eq!(
+            d["switch"],
+            json!({"kid": "k2", "signs_from_ms": t1 + LEAD_MS})
+        );
 
         // k1 removed before the switch: it keeps signing until then, and stays held until its
         // last token expired.
-        let t3 = t2 + 1;
+        let t3 = t2 + 1_000;
         let ring = ring.reload(&set(&[("k2", &k2)], "k2", &[]), t3).unwrap();
         assert_eq!(kid_of_token(&ring, t3), "k1");
-        assert_eq!(kid_of_token(&ring, t1 + LEAD), "k2");
-        assert!(ring.prune(t1 + LEAD + RETIRE - 1).is_none());
-        let ring = ring.prune(t1 + LEAD + RETIRE).expect("k1 dropped");
+        assert_eq!(kid_of_token(&ring, t1 + LEAD_MS), "k2");
+        assert!(ring.prune(t1 + LEAD_MS + RETIRE_MS - 1).is_none());
+        let ring = ring.prune(t1 + LEAD_MS + RETIRE_MS).expect("k1 dropped");
         assert_eq!(ring.kids(), [("k2".to_string(), Alg::EdDsa)]);
     }
 
@@ -469,16 +554,18 @@ mod tests {
         let k1 = PrivateKey::generate(Alg::EdDsa);
         let k2 = PrivateKey::generate(Alg::Es256);
         let ring = start(&[("k1", &k1), ("k2", &k2)], "k1");
-        let t = T0 + LEAD;
+        let t = T0 + LEAD_MS;
         let ring = ring
             .reload(&set(&[("k1", &k1), ("k2", &k2)], "k2", &[]), t)
             .unwrap();
         assert_eq!(kid_of_token(&ring, t), "k2");
         // k1 signed until t: removed now, it stays for the retire window.
-        let ring = ring.reload(&set(&[("k2", &k2)], "k2", &[]), t + 1).unwrap();
+        let ring = ring
+            .reload(&set(&[("k2", &k2)], "k2", &[]), t + 1_000)
+            .unwrap();
         assert_eq!(jwks_kids(&ring), ["k2", "k1"]);
-        assert!(ring.prune(t + RETIRE - 1).is_none());
-        assert_eq!(jwks_kids(&ring.prune(t + RETIRE).unwrap()), ["k2"]);
+        assert!(ring.prune(t + RETIRE_MS - 1).is_none());
+        assert_eq!(jwks_kids(&ring.prune(t + RETIRE_MS).unwrap()), ["k2"]);
     }
 
     #[test]
@@ -487,17 +574,17 @@ mod tests {
         let k2 = PrivateKey::generate(Alg::EdDsa);
         let ring = start(&[("k1", &k1), ("k2", &k2)], "k1");
         let ring = ring
-            .reload(&set(&[("k1", &k1)], "k1", &[]), T0 + 1)
+            .reload(&set(&[("k1", &k1)], "k1", &[]), T0 + 1_000)
             .unwrap();
         assert_eq!(jwks_kids(&ring), ["k1"], "k2 never signed");
         // Revoking the signing key: the new key signs at once, lead or not.
         let ring = ring
-            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2)
+            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2_000)
             .unwrap();
         let ring = ring
-            .reload(&set(&[("k2", &k2)], "k2", &["k1"]), T0 + 3)
+            .reload(&set(&[("k2", &k2)], "k2", &["k1"]), T0 + 3_000)
             .unwrap();
-        assert_eq!(kid_of_token(&ring, T0 + 3), "k2");
+        assert_eq!(kid_of_token(&ring, T0 + 3_000), "k2");
         assert_eq!(jwks_kids(&ring), ["k2"]);
     }
 
@@ -507,7 +594,7 @@ mod tests {
         let other = PrivateKey::generate(Alg::EdDsa);
         let ring = start(&[("k1", &k1)], "k1");
         let e = ring
-            .reload(&set(&[("k1", &other)], "k1", &[]), T0 + 1)
+            .reload(&set(&[("k1", &other)], "k1", &[]), T0 + 1_000)
             .unwrap_err();
         assert!(e.contains("other key material"), "{e}");
     }
@@ -517,10 +604,12 @@ mod tests {
         let k1 = PrivateKey::generate(Alg::EdDsa);
         let k2 = PrivateKey::generate(Alg::Es256);
         let a = start(&[("k1", &k1)], "k1");
-        let b = a.reload(&set(&[("k1", &k1)], "k1", &[]), T0 + 1).unwrap();
+        let b = a
+            .reload(&set(&[("k1", &k1)], "k1", &[]), T0 + 1_000)
+            .unwrap();
         assert_eq!(a.jwks(), b.jwks());
         let c = b
-            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2)
+            .reload(&set(&[("k1", &k1), ("k2", &k2)], "k1", &[]), T0 + 2_000)
             .unwrap();
         assert_ne!(c.jwks().etag, a.jwks().etag);
         let v: Value = serde_json::from_str(&c.jwks().body).unwrap();
@@ -529,5 +618,110 @@ mod tests {
         assert_eq!(v["keys"][1]["use"], "sig");
         assert_eq!(v["keys"][0]["crv"], "Ed25519");
         assert!(v["keys"][0].get("d").is_none(), "never the private part");
+    }
+
+    /// The state as a new process reads it back from its file.
+    fn through_file(ring: &KeyRing) -> Value {
+        serde_json::from_str(&ring.state().to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_process_taking_over_keeps_publish_times_pending_switches_and_retiring_keys() {
+        let k1 = PrivateKey::generate(Alg::EdDsa);
+        let k2 = PrivateKey::generate(Alg::Es256);
+        let both = |signing| set(&[("k1", &k1), ("k2", &k2)], signing, &[]);
+        let a = start(&[("k1", &k1)], "k1");
+        let a = a.reload(&both("k1"), T0 + 1_000).unwrap();
+        let a = a.reload(&both("k2"), T0 + 2_000).unwrap();
+        let switch = T0 + 1_000 + LEAD_MS;
+        let state = through_file(&a);
+        assert!(
+            !state.to_string().contains("\"d\""),
+            "no private key in the state"
+        );
+
+        // An upgrade 1 s later: k1 still signs until the same switch, k2 keeps its publish time.
+        let b = KeyRing::resume(
+            &state,
+            &both("k2"),
+            settings(),
+            &Default::default(),
+            T0 + 3_000,
+        )
+        .unwrap();
+        assert_eq!(kid_of_token(&b, T0 + 3_000), "k1");
+        assert_eq!(kid_of_token(&b, switch - 1), "k1");
+        assert_eq!(kid_of_token(&b, switch), "k2");
+        assert_eq!(b.describe(T0 + 3_000)["switch"]["signs_from_ms"], switch);
+
+        // After the switch k1 is removed; another upgrade; k1 stays published (its public key
+        // from the state) until its tokens expired, though no process has its file any more.
+        let b = b
+            .reload(&set(&[("k2", &k2)], "k2", &[]), switch + 5_000)
+            .unwrap();
+        let c = KeyRing::resume(
+            &through_file(&b),
+            &set(&[("k2", &k2)], "k2", &[]),
+            settings(),
+            &Default::default(),
+            switch + 6_000,
+        )
+        .unwrap();
+        assert_eq!(jwks_kids(&c), ["k2", "k1"]);
+        assert_eq!(kid_of_token(&c, switch + 6_000), "k2");
+        assert!(c.prune(switch + RETIRE_MS - 1).is_none());
+        assert_eq!(jwks_kids(&c.prune(switch + RETIRE_MS).unwrap()), ["k2"]);
+    }
+
+    #[test]
+    fn a_takeover_refuses_a_kid_whose_material_changed() {
+        let k1 = PrivateKey::generate(Alg::EdDsa);
+        let other = PrivateKey::generate(Alg::EdDsa);
+        let a = start(&[("k1", &k1)], "k1");
+        let e = KeyRing::resume(
+            &through_file(&a),
+            &set(&[("k1", &other)], "k1", &[]),
+            settings(),
+            &Default::default(),
+            T0 + 1_000,
+        )
+        .unwrap_err();
+        assert!(e.contains("other key material"), "{e}");
+        // A state this version cannot read is a first start.
+        let fresh = KeyRing::resume(
+            &json!({"version": 99}),
+            &set(&[("k1", &other)], "k1", &[]),
+            settings(),
+            &Default::default(),
+            T0,
+        );
+        assert_eq!(kid_of_token(&fresh.unwrap(), T0), "k1");
+    }
+
+    #[test]
+    fn a_signing_key_gone_from_the_file_before_a_takeover_cannot_sign_there() {
+        // k1 signs while k2 waits for the lead; k1 leaves the file and the process is replaced
+        // before the switch: the new process has no k1 key, so k2 signs (the one case where the
+        // lead is cut short; the README says to remove a key only after the switch).
+        let k1 = PrivateKey::generate(Alg::EdDsa);
+        let k2 = PrivateKey::generate(Alg::EdDsa);
+        let both = set(&[("k1", &k1), ("k2", &k2)], "k2", &[]);
+        let a = start(&[("k1", &k1), ("k2", &k2)], "k1")
+            .reload(&both, T0 + 1_000)
+            .unwrap();
+        assert_eq!(kid_of_token(&a, T0 + 2_000), "k1", "k2 waits for the lead");
+        let b = KeyRing::resume(
+            &through_file(&a),
+            &set(&[("k2", &k2)], "k2", &[]),
+            settings(),
+            &Default::default(),
+            T0 + 2_000,
+        )
+        .unwrap();
+        assert_eq!(kid_of_token(&b, T0 + 2_000), "k2");
+        // k1 may have signed until the takeover: published until its tokens expired.
+        assert_eq!(jwks_kids(&b), ["k2", "k1"]);
+        assert!(b.prune(T0 + 2_000 + RETIRE_MS - 1).is_none());
+        assert!(b.prune(T0 + 2_000 + RETIRE_MS).is_some());
     }
 }

@@ -16,7 +16,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
-use crate::key_reload::{unix_now, LiveKeys};
+use crate::key_reload::{unix_ms, LiveKeys};
 use crate::record::{format_time, Record, OUTCOMES};
 use crate::stats::{Histogram, Stats, COUNTERS};
 use crate::upstream::Upstream;
@@ -208,14 +208,14 @@ impl StatusApp {
 
     /// The keys held and the last reload, for `/status.json` and the page.
     fn keys_json(&self) -> Value {
-        let now = unix_now();
+        let now = unix_ms();
         let mut k = self.info.keys.ring().describe(now);
         k["source"] = match &self.info.keyset_path {
             Some(p) => json!(p),
             None => json!("JWT_SECRET"),
         };
         k["reload_error"] = match self.info.keys.last_error() {
-            Some(e) => json!({"at": e.at, "message": e.message}),
+            Some(e) => json!({"at_ms": e.at_ms, "message": e.message}),
             None => Value::Null,
         };
         k
@@ -457,11 +457,7 @@ impl StatusApp {
 /// The keys table: each key's state in words, and when a pending switch or a retirement
 /// happens.
 fn keys_html(h: &mut String, k: &Value) {
-    let when = |v: &Value| {
-        v.as_u64()
-            .map(|t| format_time(t * 1000))
-            .unwrap_or("-".into())
-    };
+    let when = |v: &Value| v.as_u64().map(format_time).unwrap_or("-".into());
     let _ = write!(
         h,
         "<h2>Signing keys</h2><p id=\"keys-source\">from {}; publish lead {} s</p>",
@@ -474,7 +470,7 @@ fn keys_html(h: &mut String, k: &Value) {
             "<p id=\"keys-switch\">{} signs from {} (once published for the lead); until then \
              {} signs.</p>",
             esc(&plain(&sw["kid"])),
-            esc(&when(&sw["signs_from"])),
+            esc(&when(&sw["signs_from_ms"])),
             esc(&plain(&k["signing"]))
         );
     }
@@ -483,7 +479,7 @@ fn keys_html(h: &mut String, k: &Value) {
             h,
             "<p id=\"keys-error\"><b>Last reload refused</b> at {}: {} (the keys below stay in \
              use)</p>",
-            esc(&when(&e["at"])),
+            esc(&when(&e["at_ms"])),
             esc(&plain(&e["message"]))
         );
     }
@@ -501,9 +497,9 @@ fn keys_html(h: &mut String, k: &Value) {
             esc(&plain(&key["alg"])),
             esc(&plain(&key["fingerprint"])),
             esc(&plain(&key["state"])),
-            esc(&when(&key["published_at"])),
+            esc(&when(&key["published_at_ms"])),
             if key["in_jwks"] == true { "yes" } else { "no (secret)" },
-            esc(&when(&key["dropped_at"])),
+            esc(&when(&key["dropped_at_ms"])),
         );
     }
     h.push_str("</table>");

@@ -127,7 +127,8 @@ pub fn decode_parts(token: &str) -> Option<(serde_json::Value, serde_json::Value
 
 /// Checks our own tokens: with a shared HMAC secret (HS512, any `kid`) and/or the public keys
 /// of a JWKS (by `kid`, each with its own `alg`). `exp` and `nbf` are checked when present,
-/// with no leeway.
+/// with no leeway; `iat`, `jti` and `payload.user` must be there (every token we mint has
+/// them; `exp` only when `JWT_TTL_SECS` is not 0).
 #[derive(Default)]
 pub struct TokenVerifier {
     secret: Option<DecodingKey>,
@@ -233,9 +234,19 @@ impl TokenVerifier {
                 key: alg,
             });
         }
-        jsonwebtoken::decode::<Value>(token, key, &ours(alg))
+        let claims = jsonwebtoken::decode::<Value>(token, key, &ours(alg))
             .map(|d| d.claims)
-            .map_err(|e| VerifyError::Invalid(e.to_string()))
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        // Every token we mint has these; one without them is not ours.
+        let ours = claims["iat"].is_u64()
+            && claims["jti"].is_string()
+            && claims["payload"]["user"].is_string();
+        if !ours {
+            return Err(VerifyError::Invalid(
+                "not one of our tokens: it needs iat, jti and payload.user".into(),
+            ));
+        }
+        Ok(claims)
     }
 }
 

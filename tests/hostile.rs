@@ -760,3 +760,51 @@ fn header_identity_attacks_are_refused_and_never_forwarded() {
         "only our token went up"
     );
 }
+
+#[test]
+fn idle_connections_to_the_status_port_are_capped_and_leave_the_proxy_serving() {
+    // Connections that send nothing are held by Pingora for its 60 s first-read timeout; past
+    // the cap (256) the status service closes new ones at once, so they cannot use up the file
+    // descriptors the proxy port needs.
+    let (_echo, proxy) = start_stack(&[]);
+    let cap = jwt_proxy::connection_cap::MAX_STATUS_CONNECTIONS;
+    let mut held = Vec::new();
+    for _ in 0..cap + 40 {
+        held.push(TcpStream::connect(proxy.status).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // The ones past the cap are closed by the server (read returns 0); the others wait.
+    let mut closed = 0;
+    for s in held.iter_mut() {
+        s.set_nonblocking(true).unwrap();
+        if matches!(s.read(&mut [0u8; 1]), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 40, "{closed} of {} closed", cap + 40);
+    assert!(closed <= 40 + 5, "{closed} closed: the cap is {cap}");
+    assert_eq!(
+        post(proxy.addr, "/", &[], b"{}").status,
+        200,
+        "the proxy port serves"
+    );
+    drop(held);
+    wait_until(
+        "the status service answering again",
+        Duration::from_secs(5),
+        || {
+            TcpStream::connect(proxy.status).is_ok_and(|mut s| {
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                    && parse_response(&read_all(s)).status == 200
+            })
+        },
+    );
+}
+
+fn read_all(mut s: TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = s.read_to_end(&mut buf);
+    buf
+}

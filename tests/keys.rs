@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 const PROXY: &str = env!("CARGO_BIN_EXE_jwt-proxy");
 
 fn unix_ms() -> u64 {
+    // (the proxy's clock for keys is Unix milliseconds too)
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -460,6 +461,25 @@ fn a_keyset_that_does_not_load_is_refused_at_start_and_by_dash_t() {
             );
         }
     }
+    // A key file given as the keyset: refused without repeating it; a FIFO: refused at once.
+    let pem = std::fs::read_to_string(dir.join("k2.pem")).unwrap();
+    let fifo = dir.join("fifo.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for keys in [dir.join("k2.pem"), fifo] {
+        let out = Command::new(PROXY)
+            .arg("-t")
+            .env("JWT_KEYS", &keys)
+            .env("UPSTREAM_URL", "http://127.0.0.1:9/protected")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!err.contains(line), "the key is repeated: {err}");
+        }
+    }
     // A keyset with a key of its own next to JWT_SECRET: which one signs? Refused.
     std::fs::write(dir.join("keyset.yaml"), keyset("k2", &[&ed])).unwrap();
     let out = Command::new(PROXY)
@@ -510,6 +530,183 @@ fn sighup_reloads_the_keyset_and_never_ends_the_process() {
         0,
         "nothing to reload"
     );
+}
+
+#[test]
+fn protected_echo_follows_the_jwks_it_verifies_with() {
+    // A revoked key stops verifying once the cached set is stale (max-age), a kid revoked and
+    // re-added with new material verifies again, and a token lacking our claims is refused.
+    let dir = fresh_dir("echo-follows");
+    let a = keys_new(&dir, "EdDSA", "a");
+    let b = keys_new(&dir, "EdDSA", "b");
+    let path = dir.join("keyset.yaml");
+    write_atomic(&path, &keyset("a", &[&a, &b]));
+    let port = free_port();
+    let proxy = start_proxy(
+        &format!("http://127.0.0.1:{port}/protected"),
+        &[
+            ("JWT_KEYS", path.to_str().unwrap()),
+            ("JWT_JWKS_MAX_AGE_SECS", "1"),
+            ("JWT_KEY_PUBLISH_LEAD_SECS", "1"),
+        ],
+    );
+    let echo_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let _echo = start_echo_at(echo_addr, &["--jwks", &jwks_url(&proxy)]);
+    let r = post(proxy.addr, "/", &[], b"{}");
+    assert_eq!(r.json()["x_my_jwt"]["valid"], true);
+    let a_token = r.token().to_string();
+    let direct = |token: &str| post(echo_addr, "/protected", &[("x-my-jwt", token)], b"{}").json();
+    assert_eq!(direct(&a_token)["x_my_jwt"]["valid"], true);
+
+    // Revoke a: gone from the JWKS at once; the echo's copy is stale after max-age (1 s).
+    write_atomic(&path, &format!("{}revoked: [a]\n", keyset("b", &[&b])));
+    wait_until("a revoked", Duration::from_secs(10), || {
+        metric(&proxy, "jwt_proxy_key_reloads_total") >= 1
+    });
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = direct(&a_token);
+    assert_eq!(
+        r["x_my_jwt"]["valid"], false,
+        "a revoked key still verifies: {r}"
+    );
+
+    // a comes back with new material (allowed once revoked): after the lead, its tokens verify.
+    std::fs::remove_file(dir.join("a.pem")).unwrap();
+    let a2 = keys_new(&dir, "EdDSA", "a");
+    write_atomic(&path, &keyset("a", &[&a2, &b]));
+    wait_until("the new a signs", Duration::from_secs(10), || {
+        let r = post(proxy.addr, "/", &[], b"{}");
+        kid_of(r.token()) == "a" && {
+            assert_eq!(r.json()["x_my_jwt"]["valid"], true, "{}", r.text());
+            true
+        }
+    });
+
+    // Signed by b's key but without our claims: not ours.
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use ed25519_dalek::Signer;
+    let pem = std::fs::read_to_string(dir.join("b.pem")).unwrap();
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT","kid":"b"}"#),
+        URL_SAFE_NO_PAD.encode(br#"{"payload":{"user":"x"}}"#)
+    );
+    let bare = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes())
+    );
+    let r = direct(&bare);
+    assert_eq!(r["x_my_jwt"]["valid"], false, "{r}");
+    assert!(
+        r["x_my_jwt"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("iat, jti"),
+        "{r}"
+    );
+}
+
+/// Stop a proxy the way a stop or an upgrade does (SIGTERM, drain, exit).
+fn stop(proxy: &mut Proxy) {
+    let pid = proxy.proc.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    proxy.proc.child.wait().unwrap();
+}
+
+#[test]
+fn a_new_process_resumes_the_keys_in_use() {
+    // What an upgrade or a restart must not break: a pending switch keeps its time, a key
+    // removed after the switch stays published until its tokens expired, and a kid cannot
+    // change its material between processes.
+    let dir = fresh_dir("resume");
+    let old = keys_new(&dir, "EdDSA", "old");
+    let new = keys_new(&dir, "EdDSA", "new");
+    let path = dir.join("keyset.yaml");
+    write_atomic(&path, &keyset("old", &[&old]));
+    let echo = start_echo(&["--no-verify"]);
+    let upstream = format!("http://{}/protected", echo.addr);
+    let env = [
+        ("JWT_KEYS", path.to_str().unwrap()),
+        ("JWT_TTL_SECS", "300"),
+        ("JWT_JWKS_MAX_AGE_SECS", "1"),
+        ("JWT_KEY_PUBLISH_LEAD_SECS", "3"),
+    ];
+    let mut p1 = start_proxy(&upstream, &env);
+    let old_token = post(p1.addr, "/", &[], b"{}").token().to_string();
+    assert_eq!(kid_of(&old_token), "old");
+    write_atomic(&path, &keyset("new", &[&old, &new]));
+    wait_until("signing: new read", Duration::from_secs(10), || {
+        metric(&p1, "jwt_proxy_key_reloads_total") >= 1
+    });
+    let switch = status_json(&p1)["keys"]["switch"].clone();
+    assert_eq!(switch["kid"], "new", "the lead holds new back");
+    let signs_from = switch["signs_from_ms"].as_u64().unwrap();
+    stop(&mut p1);
+
+    // The next process: same pending switch, old signs until then.
+    let mut p2 = start_proxy(&upstream, &env);
+    let s = status_json(&p2);
+    if unix_ms() + 200 < signs_from {
+        assert_eq!(s["keys"]["switch"]["signs_from_ms"], signs_from, "{s}");
+        assert_eq!(kid_of(post(p2.addr, "/", &[], b"{}").token()), "old");
+    }
+    wait_until("new signs", Duration::from_secs(10), || {
+        kid_of(post(p2.addr, "/", &[], b"{}").token()) == "new"
+    });
+    assert!(unix_ms() >= signs_from, "new signed before its switch time");
+    // Remove old after the switch; then another process: old is still published.
+    write_atomic(&path, &keyset("new", &[&new]));
+    wait_until("old removed", Duration::from_secs(10), || {
+        metric(&p2, "jwt_proxy_key_reloads_total") >= 1
+    });
+    stop(&mut p2);
+    let mut p3 = start_proxy(&upstream, &env);
+    let jwks: JwkSet =
+        serde_json::from_str(&get(p3.status, "/.well-known/jwks.json").text()).unwrap();
+    verify_with_jwks(&old_token, &jwks).expect("old's token verifies from the JWKS");
+    let s = status_json(&p3);
+    let old_state = s["keys"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == "old")
+        .cloned()
+        .unwrap();
+    assert_eq!(old_state["state"], "retiring", "{s}");
+    let dropped = old_state["dropped_at_ms"].as_u64().unwrap();
+    assert!(
+        dropped >= signs_from + 360_000,
+        "old stays for TTL + 60 s after it last signed: {s}"
+    );
+    stop(&mut p3);
+
+    // A kid whose material changed between processes: refused at start and by -t.
+    let other = fresh_dir("resume-other");
+    keys_new(&other, "EdDSA", "new");
+    std::fs::copy(other.join("new.pem"), dir.join("new.pem")).unwrap();
+    for args in [&["-t"][..], &[]] {
+        let out = Command::new(PROXY)
+            .args(args)
+            .env("JWT_KEYS", &path)
+            .env("JWT_TTL_SECS", "300")
+            .env("JWT_JWKS_MAX_AGE_SECS", "1")
+            .env("JWT_KEY_PUBLISH_LEAD_SECS", "3")
+            .env("UPSTREAM_URL", &upstream)
+            .env("HTTP_PORT", free_port().to_string())
+            .env("STATUS_PORT", free_port().to_string())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("other key material"), "{err}");
+    }
 }
 
 /// One answered request of a rotation client.
@@ -632,7 +829,7 @@ fn keys_rotate_under_load_without_a_failed_request() {
             .unwrap()
             .iter()
             .find(|k| k["kid"] == kid)
-            .map(|k| k["published_at"].as_u64().unwrap())
+            .map(|k| k["published_at_ms"].as_u64().unwrap())
             .unwrap_or_else(|| panic!("{kid} not held: {s}"))
     };
     let long = Duration::from_secs(20);
@@ -650,8 +847,8 @@ fn keys_rotate_under_load_without_a_failed_request() {
     if t_added.elapsed() < Duration::from_secs(LEAD - 1) {
         assert_eq!(s["keys"]["switch"]["kid"], "k2", "{s}");
         assert_eq!(
-            s["keys"]["switch"]["signs_from"],
-            k2_published + LEAD,
+            s["keys"]["switch"]["signs_from_ms"],
+            k2_published + LEAD * 1000,
             "{s}"
         );
         assert_eq!(s["keys"]["signing"], "k1");
@@ -751,22 +948,29 @@ fn keys_rotate_under_load_without_a_failed_request() {
                     .find(|(t, set)| *t <= s.at_ms && set.find(kid).is_some())
                     .unwrap_or_else(|| panic!("{kid} token before the JWKS had {kid}"));
                 verify_with_jwks(&s.token, jwks).unwrap_or_else(|e| panic!("{kid}: {e}"));
-                // Never signed by a key published for less than the lead.
+                // Never signed by a key published for less than the lead: by the proxy's own
+                // publish time (ms), and by when the JWKS first showed it (polled every 50 ms).
                 let published = if kid == "k2" {
                     k2_published
                 } else {
                     k3_published
                 };
+                let lead_ms = LEAD * 1000;
                 assert!(
-                    s.iat >= published + LEAD,
-                    "{kid} signed at {} but published at {published}",
+                    s.iat >= (published + lead_ms) / 1000,
+                    "{kid}: iat {} but published at {published} ms",
                     s.iat
+                );
+                assert!(
+                    s.at_ms >= published + lead_ms,
+                    "{kid}: answered at {} ms, published at {published} ms",
+                    s.at_ms
                 );
                 let seen_ms = first_seen(kid).unwrap();
                 assert!(
-                    s.iat + 1 >= seen_ms / 1000 + LEAD,
-                    "{kid} signed at {}, first in the JWKS at {seen_ms} ms",
-                    s.iat
+                    s.at_ms + 1000 >= seen_ms + lead_ms,
+                    "{kid}: answered at {} ms, first in the JWKS at {seen_ms} ms",
+                    s.at_ms
                 );
             }
             other => panic!("token with kid {other:?}"),
