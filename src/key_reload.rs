@@ -33,8 +33,10 @@ pub struct LiveKeys {
     ring: RwLock<Arc<KeyRing>>,
     /// `JWT_KEYS`; `None`: a fixed one-key set.
     path: Option<PathBuf>,
-    /// Where the ring's state is saved (with `JWT_KEYS` only).
+    /// Where the ring's state is saved (with `JWT_KEYS` only), and what was saved last (a
+    /// reload that changes nothing writes nothing: a SIGHUP storm costs no disk writes).
     state_path: Option<PathBuf>,
+    saved: Mutex<String>,
     pub jwks_max_age_secs: u64,
     last_error: Mutex<Option<ReloadError>>,
     /// The files of the last set loaded (the keyset file first).
@@ -91,6 +93,7 @@ impl LiveKeys {
             ring: RwLock::new(Arc::new(ring)),
             path: config.path.clone(),
             state_path: config.path.as_ref().and(state_path),
+            saved: Mutex::new(String::new()),
             jwks_max_age_secs: config.jwks_max_age_secs,
             last_error: Mutex::new(None),
             watched: Mutex::new(config.set.files.clone()),
@@ -138,8 +141,14 @@ impl LiveKeys {
         };
         let mut state = self.ring().state();
         state["keyset"] = keyset.display().to_string().into();
-        if let Err(e) = write_private(p, state.to_string().as_bytes()) {
-            log::warn!("cannot save the keys' state to {}: {e}", p.display());
+        let text = state.to_string();
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        if *saved == text {
+            return;
+        }
+        match write_private(p, text.as_bytes()) {
+            Ok(()) => *saved = text,
+            Err(e) => log::warn!("cannot save the keys' state to {}: {e}", p.display()),
         }
     }
 
