@@ -1,16 +1,20 @@
-//! A cap on the connections one service holds at once. The status service answers a few cheap
-//! GETs (metrics scrapes, JWKS fetches, probes); without a cap, clients that open connections and
-//! send nothing would hold them for Pingora's 60 s first-read timeout each and could use up the
-//! process's file descriptors, which the proxy port needs too. Past the cap, a new connection is
-//! closed at once.
+//! A cap on the connections one service holds at once, that never turns a new client away. The
+//! status service answers a few cheap GETs (metrics scrapes, JWKS fetches, probes); without a
+//! cap, clients that open connections and send nothing would each be held for Pingora's 60 s
+//! first-read timeout and could use up the process's file descriptors, which the proxy port
+//! needs too. At the cap, the oldest connection is closed to make room for the new one: a client
+//! that connects and asks at once (every real one) is served, however many idle connections an
+//! attacker keeps opening; to close it, the attacker would have to open the cap's worth of
+//! connections between its connect and its request.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use tokio::sync::Notify;
 
 /// Connections the status service holds at most.
 pub const MAX_STATUS_CONNECTIONS: usize = 256;
@@ -18,7 +22,14 @@ pub const MAX_STATUS_CONNECTIONS: usize = 256;
 pub struct Capped<A> {
     inner: Arc<A>,
     max: usize,
-    open: Arc<AtomicUsize>,
+    /// The connections served now, oldest first: an id and what closes it.
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    conns: VecDeque<(u64, Arc<Notify>)>,
 }
 
 impl<A> Capped<A> {
@@ -26,17 +37,21 @@ impl<A> Capped<A> {
         Capped {
             inner: Arc::new(inner),
             max,
-            open: Arc::new(AtomicUsize::new(0)),
+            open: Arc::new(Mutex::new(Open::default())),
         }
     }
 }
 
-/// One connection counted for as long as it is served.
-struct Slot(Arc<AtomicUsize>);
+/// One connection's place in the list, for as long as it is served.
+struct Slot {
+    id: u64,
+    open: Arc<Mutex<Open>>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.conns.retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -47,12 +62,29 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Capped<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if self.open.fetch_add(1, Relaxed) >= self.max {
-            self.open.fetch_sub(1, Relaxed);
-            return None; // dropped: closed
-        }
-        let _slot = Slot(self.open.clone());
-        self.inner.process_new(stream, shutdown).await
+        let close = Arc::new(Notify::new());
+        let slot = {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            while open.conns.len() >= self.max {
+                if let Some((_, oldest)) = open.conns.pop_front() {
+                    oldest.notify_one();
+                }
+            }
+            open.next_id += 1;
+            let id = open.next_id;
+            open.conns.push_back((id, close.clone()));
+            Slot {
+                id,
+                open: self.open.clone(),
+            }
+        };
+        let reused = tokio::select! {
+            r = self.inner.process_new(stream, shutdown) => r,
+            // Made room for a newer connection: dropping the stream closes it.
+            _ = close.notified() => None,
+        };
+        drop(slot);
+        reused
     }
 
     async fn cleanup(&self) {

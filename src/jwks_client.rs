@@ -19,6 +19,8 @@ const MAX_JWKS_BYTES: u64 = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a set without `Cache-Control: max-age` is used.
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+/// Longest a set is used, whatever its server says (the proxy's own cap).
+const MAX_MAX_AGE: Duration = Duration::from_secs(86_400);
 
 pub struct JwksVerifier {
     secret: Option<Key>,
@@ -53,7 +55,8 @@ pub fn fetch(url: &str) -> Result<(String, Duration), String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(max_age)
-        .unwrap_or(DEFAULT_MAX_AGE);
+        .unwrap_or(DEFAULT_MAX_AGE)
+        .min(MAX_MAX_AGE);
     let text = resp
         .body_mut()
         .with_config()

@@ -13,7 +13,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::KeyConfig;
-use crate::keyset;
+use crate::keyset::{self, Keyset};
 use crate::minting::{Jti, Minted, TokenSettings};
 use crate::rotation::{Jwks, KeyRing};
 use crate::stats::{Counter, Stats};
@@ -41,6 +41,8 @@ pub struct LiveKeys {
     last_error: Mutex<Option<ReloadError>>,
     /// The files of the last set loaded (the keyset file first).
     watched: Mutex<Vec<PathBuf>>,
+    /// The set last applied (`JWT_KEYS` only).
+    applied: Mutex<Option<Keyset>>,
     stats: Arc<Stats>,
 }
 
@@ -81,13 +83,21 @@ impl LiveKeys {
     ) -> Result<LiveKeys, String> {
         let now = unix_ms();
         let state = match (&config.path, &state_path) {
-            (Some(keyset), Some(p)) => read_state(p, keyset),
+            (Some(keyset), Some(p)) => read_state(p, keyset)?,
             _ => None,
         };
-        let ring = match state {
-            Some(state) => KeyRing::resume(&state, &config.set, config.rotation, tokens, now)
-                .map_err(|e| format!("the keyset against the state of the keys in use: {e}"))?,
-            None => KeyRing::new(&config.set, config.rotation, tokens, now),
+        let ring = match (state, &state_path) {
+            (Some(state), Some(p)) => {
+                KeyRing::resume(&state, &config.set, config.rotation, tokens, now).map_err(|e| {
+                    format!(
+                        "the keyset against the state of the keys in use ({}): {e}; if the \
+                         state file is damaged, remove it to start with every key published \
+                         from now",
+                        p.display()
+                    )
+                })?
+            }
+            _ => KeyRing::new(&config.set, config.rotation, tokens, now),
         };
         Ok(LiveKeys {
             ring: RwLock::new(Arc::new(ring)),
@@ -97,6 +107,7 @@ impl LiveKeys {
             jwks_max_age_secs: config.jwks_max_age_secs,
             last_error: Mutex::new(None),
             watched: Mutex::new(config.set.files.clone()),
+            applied: Mutex::new(config.path.as_ref().map(|_| config.set.clone())),
             stats,
         })
     }
@@ -159,11 +170,32 @@ impl LiveKeys {
         let Some(path) = &self.path else {
             return Err("no JWT_KEYS: the key is fixed (JWT_SECRET*)".into());
         };
-        let result =
-            keyset::load(path).and_then(|set| Ok((self.ring().reload(&set, now)?, set.files)));
+        self.apply(path, keyset::load(path), now)
+    }
+
+    /// Apply what the keyset file holds now if it differs from the set last applied: the
+    /// watcher's first step, for a change made between start-up's read and the watcher's start
+    /// (during an upgrade's hand-over, say), which no later poll would see as a change.
+    pub fn catch_up(&self, now: u64) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        let loaded = keyset::load(path);
+        let unchanged = matches!(
+            (&loaded, &*self.applied.lock().unwrap_or_else(|p| p.into_inner())),
+            (Ok(set), Some(applied)) if set == applied
+        );
+        if !unchanged {
+            log::info!("the keyset changed since start-up");
+            let _ = self.apply(path, loaded, now);
+        }
+    }
+
+    fn apply(&self, path: &Path, loaded: Result<Keyset, String>, now: u64) -> Result<(), String> {
+        let result = loaded.and_then(|set| Ok((self.ring().reload(&set, now)?, set)));
         match result {
-            Ok((ring, files)) => {
-                *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = files;
+            Ok((ring, set)) => {
+                *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = set.files.clone();
                 log::info!(
                     "keyset {} reloaded: signing {}, keys {:?}",
                     path.display(),
@@ -174,6 +206,7 @@ impl LiveKeys {
                         .collect::<Vec<_>>()
                 );
                 self.swap(ring);
+                *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(set);
                 self.stats.inc(Counter::KeyReloads);
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 Ok(())
@@ -261,7 +294,14 @@ impl BackgroundService for KeyWatcher {
                 .await
                 .unwrap_or_default()
         };
+        // What the files look like now, then what they hold: a change after this is a poll's,
+        // one before it (since start-up read the file) is the catch-up's.
         let mut seen = sig_of(keys.clone()).await;
+        let _ = tokio::task::spawn_blocking({
+            let k = keys.clone();
+            move || k.catch_up(unix_ms())
+        })
+        .await;
         loop {
             let hup_now = tokio::select! {
                 _ = tokio::time::sleep(POLL_EVERY) => false,
@@ -312,24 +352,24 @@ impl BackgroundService for KeyWatcher {
     }
 }
 
-/// The saved state at `p`, if it is one for `keyset`.
-fn read_state(p: &Path, keyset: &Path) -> Option<serde_json::Value> {
+/// The saved state at `p` if there is one for `keyset`; `None` if there is none. A state file
+/// that cannot be read is an error (failing closed: see `KeyRing::resume`).
+fn read_state(p: &Path, keyset: &Path) -> Result<Option<serde_json::Value>, String> {
+    let damaged = |why: String| {
+        format!(
+            "the state of the keys in use ({}) cannot be read: {why}; remove it to start with \
+             every key published from now",
+            p.display()
+        )
+    };
     let text = match crate::keys::read_regular_file(p, crate::keys::MAX_KEY_FILE_BYTES) {
         Ok(t) => t,
-        Err(_) if !p.exists() => return None,
-        Err(e) => {
-            log::warn!("ignoring the keys' state: {e}");
-            return None;
-        }
+        Err(_) if !p.exists() && p.symlink_metadata().is_err() => return Ok(None),
+        Err(e) => return Err(damaged(e)),
     };
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(v) if v["keyset"].as_str() == Some(&keyset.display().to_string()) => Some(v),
-        Ok(_) => None,
-        Err(e) => {
-            log::warn!("ignoring the keys' state in {}: {e}", p.display());
-            None
-        }
-    }
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+    // Named after the keyset's path: another keyset's state only by a hash collision.
+    Ok((v["keyset"].as_str() == Some(&keyset.display().to_string())).then_some(v))
 }
 
 /// Replace `p` whole with `bytes`, mode 0600 (a reader sees the old file or the new).

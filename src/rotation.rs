@@ -132,7 +132,8 @@ impl KeyRing {
     }
 
     /// The ring of a process that takes over from one whose [`KeyRing::state`] it has: the
-    /// keys, times and pending switch carry on, then the file is applied as a reload is.
+    /// keys, times and pending switch carry on, then the file is applied as a reload is. A
+    /// state it cannot read is an error.
     pub fn resume(
         state: &Value,
         set: &Keyset,
@@ -140,10 +141,11 @@ impl KeyRing {
         tokens: &TokenSettings,
         now: u64,
     ) -> Result<KeyRing, String> {
-        match KeyRing::from_state(state, settings, tokens) {
-            Some(previous) => previous.reload(set, now),
-            None => Ok(KeyRing::new(set, settings, tokens, now)),
-        }
+        // A state that cannot be read fails closed: starting afresh would drop retiring keys and
+        // restart every lead, silently.
+        KeyRing::from_state(state, settings, tokens)
+            .ok_or_else(|| "it is not a key state this version reads".to_string())?
+            .reload(set, now)
     }
 
     fn assemble(
@@ -687,15 +689,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("other key material"), "{e}");
-        // A state this version cannot read is a first start.
-        let fresh = KeyRing::resume(
-            &json!({"version": 99}),
-            &set(&[("k1", &other)], "k1", &[]),
-            settings(),
-            &Default::default(),
-            T0,
-        );
-        assert_eq!(kid_of_token(&fresh.unwrap(), T0), "k1");
+        // A state this version cannot read is refused, not taken for a first start.
+        for bad in [json!({"version": 99}), json!({"version": 1}), json!([1])] {
+            let e = KeyRing::resume(
+                &bad,
+                &set(&[("k1", &other)], "k1", &[]),
+                settings(),
+                &Default::default(),
+                T0,
+            );
+            assert!(e.is_err(), "{bad}");
+        }
     }
 
     #[test]

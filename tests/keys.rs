@@ -687,6 +687,42 @@ fn a_new_process_resumes_the_keys_in_use() {
     );
     stop(&mut p3);
 
+    // A damaged state file: refused (failing open would drop old's publication), saying how
+    // to start afresh.
+    let paths = Command::new(PROXY)
+        .arg("--print-paths")
+        .env("JWT_KEYS", &path)
+        .env("UPSTREAM_URL", &upstream)
+        .output()
+        .unwrap();
+    let pid_file = String::from_utf8_lossy(&paths.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("pid_file=").map(str::to_string))
+        .unwrap();
+    let state = jwt_proxy::key_reload::state_path(Path::new(&pid_file), &path);
+    let good = std::fs::read_to_string(&state).expect("the state file exists");
+    assert!(
+        good.contains("\"old\"") && !good.contains("PRIVATE"),
+        "{good}"
+    );
+    std::fs::write(&state, "{\"version\":1,").unwrap();
+    let out = Command::new(PROXY)
+        .arg("-t")
+        .env("JWT_KEYS", &path)
+        .env("JWT_TTL_SECS", "300")
+        .env("JWT_JWKS_MAX_AGE_SECS", "1")
+        .env("JWT_KEY_PUBLISH_LEAD_SECS", "3")
+        .env("UPSTREAM_URL", &upstream)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot be read") && err.contains("remove it"),
+        "{err}"
+    );
+    std::fs::write(&state, good).unwrap();
+
     // A kid whose material changed between processes: refused at start and by -t.
     let other = fresh_dir("resume-other");
     keys_new(&other, "EdDSA", "new");
@@ -707,6 +743,82 @@ fn a_new_process_resumes_the_keys_in_use() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("other key material"), "{err}");
     }
+}
+
+#[test]
+fn a_keyset_change_during_an_upgrade_is_applied_by_the_new_process() {
+    // The new process reads the keyset at its start, then waits for the old one's listeners;
+    // a change in between (a revocation, here) must not be lost.
+    let dir = fresh_dir("upgrade-change");
+    let k1 = keys_new(&dir, "EdDSA", "k1");
+    let k2 = keys_new(&dir, "EdDSA", "k2");
+    let path = dir.join("keyset.yaml");
+    write_atomic(&path, &keyset("k1", &[&k1, &k2]));
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let conf = dir.join("jwt-proxy.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "pid_file: {0}/p.pid\nupgrade_sock: {0}/u.sock\ngrace_period_seconds: 35\n",
+            run.display()
+        ),
+    )
+    .unwrap();
+    let echo = start_echo(&["--no-verify"]);
+    let (port, status_port) = (free_port(), free_port());
+    let spawn = |args: &[&str]| {
+        Command::new(PROXY)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("JWT_KEYS", &path)
+            .env("UPSTREAM_URL", format!("http://{}/protected", echo.addr))
+            .env("LISTEN_ADDR", "127.0.0.1")
+            .env("HTTP_PORT", port.to_string())
+            .env("STATUS_PORT", status_port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let conf_arg = conf.to_str().unwrap();
+    let mut old = spawn(&["-c", conf_arg]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for_port(addr);
+    assert_eq!(kid_of(post(addr, "/", &[], b"{}").token()), "k1");
+    let mut new = spawn(&["-c", conf_arg, "-u"]);
+    wait_until(
+        "the new process waiting for the listeners",
+        Duration::from_secs(10),
+        || run.join("u.sock").exists(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // Revoke k1 while the new process waits.
+    write_atomic(&path, &format!("{}revoked: [k1]\n", keyset("k2", &[&k2])));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill")
+        .args(["-QUIT", &old.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    old.wait().unwrap();
+    wait_until(
+        "the new process signing with k2",
+        Duration::from_secs(10),
+        || kid_of(post(addr, "/", &[], b"{}").token()) == "k2",
+    );
+    let status: SocketAddr = format!("127.0.0.1:{status_port}").parse().unwrap();
+    let jwks: Value = get(status, "/.well-known/jwks.json").json();
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        1,
+        "k1 revoked: {jwks}"
+    );
+    let _ = new.kill();
+    let _ = new.wait();
 }
 
 /// One answered request of a rotation client.
