@@ -9,12 +9,23 @@ use std::time::{Duration, Instant};
 
 pub const DEMO_SECRET: &str = jwt_proxy::keys::DEMO_SECRET;
 
+/// A loopback port free now and never handed out before in this test process: tests run in
+/// parallel, and two of them given the same port would each start a server on it, one failing
+/// to bind while its test talks to the other's.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn manifest_dir() -> PathBuf {
@@ -126,11 +137,24 @@ pub fn start_proxy(upstream_url: &str, env: &[(&str, &str)]) -> Proxy {
         ("JWT_DEMO_KEY", "true".into()),
     ];
     all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
-    let proc = spawn(env!("CARGO_BIN_EXE_jwt-proxy"), &[], &all, "proxy");
+    let mut proc = spawn(env!("CARGO_BIN_EXE_jwt-proxy"), &[], &all, "proxy");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let status: SocketAddr = format!("127.0.0.1:{status_port}").parse().unwrap();
     wait_for_port(addr);
     wait_for_port(status);
+    // The listener must be this proxy's, not another process's on the same port.
+    let exited = proc.child.try_wait().unwrap();
+    assert!(
+        exited.is_none(),
+        "jwt-proxy exited at start ({exited:?}): {}",
+        proc.stdout()
+    );
+    let metrics = get(status, "/metrics").text();
+    let pid = format!("jwt_proxy_process_id {}", proc.child.id());
+    assert!(
+        metrics.contains(&pid),
+        "another process answers on {status}"
+    );
     Proxy { addr, status, proc }
 }
 
