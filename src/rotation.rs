@@ -239,18 +239,23 @@ impl KeyRing {
         // holds its private key; not if it was revoked.
         let current_can_sign =
             !set.revoked.contains(&current.kid) && (in_file.is_some() || current.minter.is_some());
-        let lead_done = held[wanted].published_at + self.settings.lead_ms() <= now;
+        let lead_done = held[wanted]
+            .published_at
+            .saturating_add(self.settings.lead_ms())
+            <= now;
         let (previous, switch_at) =
             if held[wanted].kid == current.kid || !current_can_sign || lead_done {
                 (None, 0)
             } else {
-                let switch_at = held[wanted].published_at + self.settings.lead_ms();
+                let switch_at = held[wanted]
+                    .published_at
+                    .saturating_add(self.settings.lead_ms());
                 match in_file {
                     Some(p) => (Some(p), switch_at),
                     None => {
                         // The signing key left the file: it signs until then, then retires.
                         let mut h = current.clone();
-                        h.drop_at = Some(switch_at + self.settings.retire_ms());
+                        h.drop_at = Some(switch_at.saturating_add(self.settings.retire_ms()));
                         held.push(h);
                         (Some(held.len() - 1), switch_at)
                     }
@@ -277,7 +282,7 @@ impl KeyRing {
             };
             let drop_at = match (old.drop_at, last) {
                 (Some(d), _) => d,
-                (None, Some(t)) => t + self.settings.retire_ms(),
+                (None, Some(t)) => t.saturating_add(self.settings.retire_ms()),
                 (None, None) => now,
             };
             if drop_at > now {
@@ -363,7 +368,7 @@ impl KeyRing {
                     alg: Alg::parse(k["alg"].as_str()?)?,
                     fingerprint: k["fingerprint"].as_str()?.to_string(),
                     minter: None,
-                    jwk: Some(k["jwk"].clone()).filter(Value::is_object),
+                    jwk: public_jwk(&k["jwk"], k["kid"].as_str()?, k["alg"].as_str()?),
                     published_at: k["published_at"].as_u64()?,
                     signed_until: k["signed_until"].as_u64(),
                     drop_at: k["drop_at"].as_u64(),
@@ -430,6 +435,35 @@ impl KeyRing {
     pub fn kids(&self) -> Vec<(String, Alg)> {
         self.held.iter().map(|h| (h.kid.clone(), h.alg)).collect()
     }
+}
+
+/// A JWK read back from a saved state, rebuilt from its public members only (a state file is
+/// not trusted to hold only what this process wrote): `None` unless it is an Ed25519 or P-256
+/// public key for this kid and algorithm.
+fn public_jwk(jwk: &Value, kid: &str, alg: &str) -> Option<Value> {
+    let text = |k: &str| {
+        jwk[k].as_str().filter(|v| {
+            v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    };
+    if jwk["kid"].as_str() != Some(kid) || jwk["alg"].as_str() != Some(alg) {
+        return None;
+    }
+    let mut out = match (alg, jwk["kty"].as_str(), jwk["crv"].as_str()) {
+        ("EdDSA", Some("OKP"), Some("Ed25519")) => {
+            json!({"kty": "OKP", "crv": "Ed25519", "x": text("x")?})
+        }
+        ("ES256", Some("EC"), Some("P-256")) => {
+            json!({"kty": "EC", "crv": "P-256", "x": text("x")?, "y": text("y")?})
+        }
+        _ => return None,
+    };
+    out["kid"] = kid.into();
+    out["alg"] = alg.into();
+    out["use"] = "sig".into();
+    Some(out)
 }
 
 fn jwks_of(held: &[Held]) -> Jwks {
@@ -727,5 +761,40 @@ mod tests {
         assert_eq!(jwks_kids(&b), ["k2", "k1"]);
         assert!(b.prune(T0 + 2_000 + RETIRE_MS - 1).is_none());
         assert!(b.prune(T0 + 2_000 + RETIRE_MS).is_some());
+    }
+
+    #[test]
+    fn a_state_publishes_public_members_only_and_survives_hostile_numbers() {
+        let k1 = PrivateKey::generate(Alg::EdDsa);
+        let k2 = PrivateKey::generate(Alg::EdDsa);
+        let a = start(&[("k1", &k1)], "k1");
+        let mut state = through_file(&a);
+        // A hostile state: a private member in the JWK of a key the new file no longer has
+        // (so it is published from the state alone while it retires), and a time at the limit.
+        state["keys"][0]["jwk"]["d"] = "c2VjcmV0".into();
+        state["keys"][0]["signed_until"] = u64::MAX.into();
+        let b = KeyRing::resume(
+            &state,
+            &set(&[("k2", &k2)], "k2", &[]),
+            settings(),
+            &Default::default(),
+            T0 + 1_000,
+        )
+        .unwrap();
+        assert_eq!(jwks_kids(&b), ["k2", "k1"]);
+        assert!(!b.jwks().body.contains("\"d\""), "{}", b.jwks().body);
+        assert_eq!(kid_of_token(&b, T0 + 1_000), "k2");
+        // A JWK that is not an Ed25519/P-256 public key of its kid is not published.
+        let mut bad = through_file(&a);
+        bad["keys"][0]["jwk"]["kty"] = "oct".into();
+        let c = KeyRing::resume(
+            &bad,
+            &set(&[("k2", &k2)], "k2", &[]),
+            settings(),
+            &Default::default(),
+            T0 + 1_000,
+        )
+        .unwrap();
+        assert_eq!(jwks_kids(&c), ["k2"]);
     }
 }
