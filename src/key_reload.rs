@@ -368,8 +368,11 @@ fn read_state(p: &Path, keyset: &Path) -> Result<Option<serde_json::Value>, Stri
         Err(e) => return Err(damaged(e)),
     };
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
-    // Named after the keyset's path: another keyset's state only by a hash collision.
-    Ok((v["keyset"].as_str() == Some(&keyset.display().to_string())).then_some(v))
+    // Named after the keyset's path: a state for another path is not one this process wrote.
+    if v["keyset"].as_str() != Some(&keyset.display().to_string()) {
+        return Err(damaged("it is the state of another keyset".into()));
+    }
+    Ok(Some(v))
 }
 
 /// Replace `p` whole with `bytes`, mode 0600 (a reader sees the old file or the new).

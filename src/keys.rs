@@ -225,7 +225,7 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// First 16 hex digits of SHA-256 of `bytes`.
-fn fingerprint_of(bytes: &[u8]) -> String {
+pub fn fingerprint_of(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -12,6 +12,8 @@
 //!   process (upgrade, restart) resumes from [`KeyRing::state`] and applies the same rules
 //!   ([`KeyRing::resume`]); keys known only from that state are published, never signing.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -281,7 +283,8 @@ impl KeyRing {
                 old.signed_until
             };
             let drop_at = match (old.drop_at, last) {
-                (Some(d), _) => d,
+                // Never later than a retire window from now (a saved time is not trusted further).
+                (Some(d), _) => d.min(now.saturating_add(self.settings.retire_ms())),
                 (None, Some(t)) => t.saturating_add(self.settings.retire_ms()),
                 (None, None) => now,
             };
@@ -368,7 +371,12 @@ impl KeyRing {
                     alg: Alg::parse(k["alg"].as_str()?)?,
                     fingerprint: k["fingerprint"].as_str()?.to_string(),
                     minter: None,
-                    jwk: public_jwk(&k["jwk"], k["kid"].as_str()?, k["alg"].as_str()?),
+                    jwk: public_jwk(
+                        &k["jwk"],
+                        k["kid"].as_str()?,
+                        k["alg"].as_str()?,
+                        k["fingerprint"].as_str()?,
+                    ),
                     published_at: k["published_at"].as_u64()?,
                     signed_until: k["signed_until"].as_u64(),
                     drop_at: k["drop_at"].as_u64(),
@@ -440,7 +448,7 @@ impl KeyRing {
 /// A JWK read back from a saved state, rebuilt from its public members only (a state file is
 /// not trusted to hold only what this process wrote): `None` unless it is an Ed25519 or P-256
 /// public key for this kid and algorithm.
-fn public_jwk(jwk: &Value, kid: &str, alg: &str) -> Option<Value> {
+fn public_jwk(jwk: &Value, kid: &str, alg: &str, fingerprint: &str) -> Option<Value> {
     let text = |k: &str| {
         jwk[k].as_str().filter(|v| {
             v.len() <= 128
@@ -460,6 +468,19 @@ fn public_jwk(jwk: &Value, kid: &str, alg: &str) -> Option<Value> {
         }
         _ => return None,
     };
+    // The key must be the one its fingerprint names (what the status page showed for it).
+    let b64 = |k: &str| {
+        URL_SAFE_NO_PAD
+            .decode(out[k].as_str().unwrap_or_default())
+            .ok()
+    };
+    let public = match alg {
+        "EdDSA" => b64("x")?,
+        _ => [vec![4u8], b64("x")?, b64("y")?].concat(),
+    };
+    if crate::keys::fingerprint_of(&public) != fingerprint {
+        return None;
+    }
     out["kid"] = kid.into();
     out["alg"] = alg.into();
     out["use"] = "sig".into();
@@ -796,5 +817,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(jwks_kids(&c), ["k2"]);
+        // A made-up retiring key: published only if its JWK is the key its fingerprint names,
+        // and never for longer than a retire window from now.
+        let kz = PrivateKey::generate(Alg::EdDsa);
+        for (fingerprint, published) in [
+            ("0000000000000000".to_string(), false),
+            (kz.fingerprint(), true),
+        ] {
+            let mut forged = through_file(&a);
+            forged["keys"].as_array_mut().unwrap().push(json!({
+                "kid": "kz", "alg": "EdDSA", "fingerprint": fingerprint,
+                "jwk": kz.public_jwk("kz"), "published_at": T0, "signed_until": T0,
+                "drop_at": u64::MAX,
+            }));
+            let now = T0 + 1_000;
+            let d = KeyRing::resume(
+                &forged,
+                &set(&[("k1", &k1)], "k1", &[]),
+                settings(),
+                &Default::default(),
+                now,
+            )
+            .unwrap();
+            assert_eq!(jwks_kids(&d).contains(&"kz".to_string()), published);
+            if published {
+                assert!(d.prune(now + RETIRE_MS - 1).is_none());
+                assert_eq!(jwks_kids(&d.prune(now + RETIRE_MS).unwrap()), ["k1"]);
+            }
+        }
     }
 }

@@ -48,6 +48,10 @@ pub struct StatusApp {
 #[async_trait]
 impl ServeHttp for StatusApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // One request per connection: status clients (scrapes, JWKS fetches, probes) are
+        // occasional, and a connection is then never long-lived enough to be the oldest one
+        // the connection cap closes while a request is under way.
+        session.set_keepalive(None);
         let req = session.req_header();
         if req.method != Method::GET && req.method != Method::HEAD {
             return respond(

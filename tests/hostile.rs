@@ -772,7 +772,10 @@ fn idle_connections_to_the_status_port_are_capped_and_never_lock_out_a_real_clie
     let get_on_new_connection = |path: &str| {
         let mut s = TcpStream::connect(proxy.status).unwrap();
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            // No `Connection: close` from the client: the status service closes after one
+            // answer (read_all reads to the end), so no status connection lives long enough to
+            // be the oldest while a request is under way.
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
         )
         .unwrap();
         parse_response(&read_all(s)).status
@@ -809,9 +812,11 @@ fn idle_connections_to_the_status_port_are_capped_and_never_lock_out_a_real_clie
     );
 }
 
+/// Everything the server sends until it closes the connection (a panic if it keeps it open).
 fn read_all(mut s: TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let _ = s.read_to_end(&mut buf);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.read_to_end(&mut buf)
+        .expect("the server closes the connection after its answer");
     buf
 }

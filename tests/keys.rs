@@ -721,6 +721,22 @@ fn a_new_process_resumes_the_keys_in_use() {
         err.contains("cannot be read") && err.contains("remove it"),
         "{err}"
     );
+    // A state that names another keyset (not what this process would have written): refused
+    // too, not taken for a first start.
+    let other_keyset = good.replace(&path.display().to_string(), "/etc/other-keyset.yaml");
+    std::fs::write(&state, other_keyset).unwrap();
+    let out = Command::new(PROXY)
+        .arg("-t")
+        .env("JWT_KEYS", &path)
+        .env("JWT_TTL_SECS", "300")
+        .env("JWT_JWKS_MAX_AGE_SECS", "1")
+        .env("JWT_KEY_PUBLISH_LEAD_SECS", "3")
+        .env("UPSTREAM_URL", &upstream)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("another keyset"), "{err}");
     std::fs::write(&state, good).unwrap();
 
     // A kid whose material changed between processes: refused at start and by -t.
