@@ -39,9 +39,7 @@ pub struct LiveKeys {
     saved: Mutex<String>,
     pub jwks_max_age_secs: u64,
     last_error: Mutex<Option<ReloadError>>,
-    /// The files of the last set loaded (the keyset file first).
-    watched: Mutex<Vec<PathBuf>>,
-    /// The set last applied (`JWT_KEYS` only).
+    /// The set last applied (`JWT_KEYS` only); its `files` are what the watcher stats.
     applied: Mutex<Option<Keyset>>,
     stats: Arc<Stats>,
 }
@@ -106,7 +104,6 @@ impl LiveKeys {
             saved: Mutex::new(String::new()),
             jwks_max_age_secs: config.jwks_max_age_secs,
             last_error: Mutex::new(None),
-            watched: Mutex::new(config.set.files.clone()),
             applied: Mutex::new(config.path.as_ref().map(|_| config.set.clone())),
             stats,
         })
@@ -195,7 +192,6 @@ impl LiveKeys {
         let result = loaded.and_then(|set| Ok((self.ring().reload(&set, now)?, set)));
         match result {
             Ok((ring, set)) => {
-                *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = set.files.clone();
                 log::info!(
                     "keyset {} reloaded: signing {}, keys {:?}",
                     path.display(),
@@ -239,13 +235,9 @@ impl LiveKeys {
             return Vec::new();
         };
         let mut paths: Vec<PathBuf> = vec![path.clone()];
-        paths.extend(
-            self.watched
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned(),
-        );
+        if let Some(set) = &*self.applied.lock().unwrap_or_else(|p| p.into_inner()) {
+            paths.extend(set.files.iter().cloned());
+        }
         let mut dirs: Vec<PathBuf> = paths
             .iter()
             .filter_map(|p| p.parent().map(|d| d.to_path_buf()))

@@ -28,8 +28,6 @@ use crate::keys::{
 pub const MAX_KID_LEN: usize = 64;
 /// Most keys in one set (a keyset is a handful of keys; this bounds what a reload can hold).
 pub const MAX_KEYS: usize = 32;
-/// Largest keyset or key file read.
-pub const MAX_FILE_BYTES: u64 = MAX_KEY_FILE_BYTES;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,16 +154,11 @@ pub fn check_kid(kid: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Read a file the set names (a regular file, bounded in size; the error names the file, never
-/// its contents).
-pub fn read_file(path: &Path) -> Result<String, String> {
-    read_regular_file(path, MAX_FILE_BYTES)
-}
-
-/// Load the keyset at `path` from disk.
+/// Load the keyset at `path` from disk (the one loader: regular files only, bounded in size;
+/// errors name the file, never its contents).
 pub fn load(path: &Path) -> Result<Keyset, String> {
-    let text = read_file(path)?;
-    parse(path, &text, &|p| read_file(p))
+    let read = |p: &Path| read_regular_file(p, MAX_KEY_FILE_BYTES);
+    parse(path, &read(path)?, &read)
 }
 
 /// Parse and check the keyset text of the file at `path`, reading the key files it names with

@@ -97,6 +97,22 @@ fn verify_with_jwks(token: &str, jwks: &JwkSet) -> Result<Value, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Run jwt-proxy (a start, or `-t`) with these settings and free ports: its exit code and
+/// stderr.
+fn run_proxy(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(PROXY)
+        .args(args)
+        .env("HTTP_PORT", free_port().to_string())
+        .env("STATUS_PORT", free_port().to_string())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn keys_new_writes_a_private_key_file_and_never_overwrites() {
     let dir = fresh_dir("keys-new");
@@ -445,16 +461,15 @@ fn a_keyset_that_does_not_load_is_refused_at_start_and_by_dash_t() {
     for (text, why) in cases {
         std::fs::write(dir.join("keyset.yaml"), &text).unwrap();
         for args in [&["-t"][..], &[]] {
-            let out = Command::new(PROXY)
-                .args(args)
-                .env("JWT_KEYS", dir.join("keyset.yaml"))
-                .env("UPSTREAM_URL", "http://127.0.0.1:9/protected")
-                .env("HTTP_PORT", free_port().to_string())
-                .env("STATUS_PORT", free_port().to_string())
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{args:?} {text:?}: {err}");
+            let keys = dir.join("keyset.yaml");
+            let (code, err) = run_proxy(
+                args,
+                &[
+                    ("JWT_KEYS", keys.to_str().unwrap()),
+                    ("UPSTREAM_URL", "http://127.0.0.1:9/protected"),
+                ],
+            );
+            assert_eq!(code, Some(2), "{args:?} {text:?}: {err}");
             assert!(
                 err.contains("JWT_KEYS: keyset") && err.contains(why),
                 "{err}"
@@ -468,28 +483,31 @@ fn a_keyset_that_does_not_load_is_refused_at_start_and_by_dash_t() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     for keys in [dir.join("k2.pem"), fifo] {
-        let out = Command::new(PROXY)
-            .arg("-t")
-            .env("JWT_KEYS", &keys)
-            .env("UPSTREAM_URL", "http://127.0.0.1:9/protected")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let (code, err) = run_proxy(
+            &["-t"],
+            &[
+                ("JWT_KEYS", keys.to_str().unwrap()),
+                ("UPSTREAM_URL", "http://127.0.0.1:9/protected"),
+            ],
+        );
+        assert_eq!(code, Some(2), "{err}");
         for line in pem.lines().filter(|l| !l.starts_with("-----")) {
             assert!(!err.contains(line), "the key is repeated: {err}");
         }
     }
     // A keyset with a key of its own next to JWT_SECRET: which one signs? Refused.
     std::fs::write(dir.join("keyset.yaml"), keyset("k2", &[&ed])).unwrap();
-    let out = Command::new(PROXY)
-        .arg("-t")
-        .env("JWT_KEYS", dir.join("keyset.yaml"))
-        .env("JWT_SECRET", "x".repeat(64))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+    let keys = dir.join("keyset.yaml");
+    let secret = "x".repeat(64);
+    let (code, err) = run_proxy(
+        &["-t"],
+        &[
+            ("JWT_KEYS", keys.to_str().unwrap()),
+            ("JWT_SECRET", &secret),
+        ],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not both"), "{err}");
 }
 
 #[test]
@@ -706,17 +724,11 @@ fn a_new_process_resumes_the_keys_in_use() {
         "{good}"
     );
     std::fs::write(&state, "{\"version\":1,").unwrap();
-    let out = Command::new(PROXY)
-        .arg("-t")
-        .env("JWT_KEYS", &path)
-        .env("JWT_TTL_SECS", "300")
-        .env("JWT_JWKS_MAX_AGE_SECS", "1")
-        .env("JWT_KEY_PUBLISH_LEAD_SECS", "3")
-        .env("UPSTREAM_URL", &upstream)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = run_proxy(
+        &["-t"],
+        &[&env[..], &[("UPSTREAM_URL", &upstream)]].concat(),
+    );
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("cannot be read") && err.contains("remove it"),
         "{err}"
@@ -725,17 +737,11 @@ fn a_new_process_resumes_the_keys_in_use() {
     // too, not taken for a first start.
     let other_keyset = good.replace(&path.display().to_string(), "/etc/other-keyset.yaml");
     std::fs::write(&state, other_keyset).unwrap();
-    let out = Command::new(PROXY)
-        .arg("-t")
-        .env("JWT_KEYS", &path)
-        .env("JWT_TTL_SECS", "300")
-        .env("JWT_JWKS_MAX_AGE_SECS", "1")
-        .env("JWT_KEY_PUBLISH_LEAD_SECS", "3")
-        .env("UPSTREAM_URL", &upstream)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = run_proxy(
+        &["-t"],
+        &[&env[..], &[("UPSTREAM_URL", &upstream)]].concat(),
+    );
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("another keyset"), "{err}");
     std::fs::write(&state, good).unwrap();
 
@@ -744,19 +750,8 @@ fn a_new_process_resumes_the_keys_in_use() {
     keys_new(&other, "EdDSA", "new");
     std::fs::copy(other.join("new.pem"), dir.join("new.pem")).unwrap();
     for args in [&["-t"][..], &[]] {
-        let out = Command::new(PROXY)
-            .args(args)
-            .env("JWT_KEYS", &path)
-            .env("JWT_TTL_SECS", "300")
-            .env("JWT_JWKS_MAX_AGE_SECS", "1")
-            .env("JWT_KEY_PUBLISH_LEAD_SECS", "3")
-            .env("UPSTREAM_URL", &upstream)
-            .env("HTTP_PORT", free_port().to_string())
-            .env("STATUS_PORT", free_port().to_string())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let (code, err) = run_proxy(args, &[&env[..], &[("UPSTREAM_URL", &upstream)]].concat());
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains("other key material"), "{err}");
     }
 }
