@@ -1,6 +1,7 @@
 //! A bare Pingora pass-through with the same dependencies as jwt-proxy: the baseline that
 //! `loadtest/compare.sh` measures jwt-proxy against. No token, no stats, no logging.
-//! Env: LISTEN (127.0.0.1:8180), UPSTREAM (127.0.0.1:9000), THREADS (1).
+//! Env: LISTEN (127.0.0.1:8180), UPSTREAM (127.0.0.1:9000), THREADS (1), READ_BUFFER (bytes
+//! of each client connection's read buffer; unset: Pingora's default, 64 KiB).
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -43,7 +44,13 @@ fn main() {
             peer: HttpPeer::new(upstream, false, String::new()),
         },
     );
-    svc.add_tcp(&env("LISTEN", "127.0.0.1:8180"));
+    let mut listener = pingora::listeners::ListenerConfig::tcp(env("LISTEN", "127.0.0.1:8180"));
+    if let Ok(read) = std::env::var("READ_BUFFER") {
+        let read = read.parse().expect("READ_BUFFER");
+        listener = listener
+            .l4_buffer(pingora::protocols::l4::stream::L4BufferSettings::default().read(read));
+    }
+    svc.add_listener(listener);
     server.add_service(svc);
     server.run_forever()
 }

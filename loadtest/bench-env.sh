@@ -44,15 +44,16 @@ jwt_proxy:
 YAML
 }
 
-# post_lua DIR: the wrk script both comparisons load with (POST 17 B JSON, a user header);
-# writes DIR/post.lua.
+# post_lua DIR [SIZE]: the wrk script the comparisons load with (POST a JSON body, 17 B or
+# SIZE bytes, and a user header); writes DIR/post.lua.
 post_lua() {
-    cat >"$1/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"hello":"world"}'
-wrk.headers["content-type"] = "application/json"
-wrk.headers["x-user"] = "wrk"
-LUA
+    mkdir -p "$1"
+    local body='{"hello":"world"}'
+    if [ -n "${2:-}" ]; then
+        body=$(printf '{"data":"%s"}' "$(head -c $(($2 - 11)) /dev/zero | tr '\0' 'x')")
+    fi
+    printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["content-type"] = "application/json"\nwrk.headers["x-user"] = "wrk"\n' \
+        "$body" > "$1/post.lua"
 }
 
 # ticks PID: CPU time (user + system, in clock ticks) the process has used.

@@ -105,10 +105,13 @@ pub const MIN_STATUS_TOKEN_CHARS: usize = 16;
 
 /// Pingora server settings we default differently from Pingora (its grace period is 300 s and
 /// it runs one thread per service). The YAML file's top-level keys override these. `pid_file`
-/// and `upgrade_sock` default to a private per-user directory (`default_runtime_dir`).
+/// and `upgrade_sock` default to a private per-user directory (`default_runtime_dir`);
+/// `threads` to the CPUs the process may use (`default_threads`). Work stealing is off: each
+/// worker thread runs its own connections start to end (as nginx's and HAProxy's workers do),
+/// which costs 10-15% less CPU per request than tokio's stealing scheduler in `make compare`.
 const SERVER_DEFAULTS: &str = "
 version: 1
-threads: 2
+work_stealing: false
 grace_period_seconds: 35
 graceful_shutdown_timeout_seconds: 5
 ";
@@ -626,6 +629,9 @@ fn server_conf(top: serde_yaml::Mapping) -> Result<ServerConf, ConfigError> {
     else {
         return Err(key_err("server defaults", "not a mapping"));
     };
+    if !top.contains_key("threads") {
+        merged.insert("threads".into(), default_threads().into());
+    }
     for (key, file) in [
         ("pid_file", "jwt-proxy.pid"),
         ("upgrade_sock", "upgrade.sock"),
@@ -655,6 +661,13 @@ fn server_conf(top: serde_yaml::Mapping) -> Result<ServerConf, ConfigError> {
         }
     }
     Ok(conf)
+}
+
+/// Worker threads when `threads` is not set: the CPUs this process may run on (its affinity
+/// mask and cgroup CPU quota, as `std::thread::available_parallelism` reads them), so a
+/// container limited to one CPU does not run two threads that take turns on it.
+pub fn default_threads() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
 /// Setting → raw text: the default, then the file, then the environment over it.
@@ -1244,7 +1257,7 @@ mod tests {
         assert_eq!(c.drain_idle, Duration::from_secs(5));
         assert_eq!(c.server.grace_period_seconds, Some(35));
         assert_eq!(c.server.graceful_shutdown_timeout_seconds, Some(5));
-        assert_eq!(c.server.threads, 2);
+        assert_eq!(c.server.threads as u64, default_threads());
     }
 
     #[test]

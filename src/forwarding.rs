@@ -21,41 +21,46 @@ pub fn set_forwarding_headers(
     client: Option<IpAddr>,
     host: Option<&HeaderValue>,
 ) -> Result<()> {
-    let host = host.map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
-    match client {
+    // The client address is written once and reused by the three headers that carry it.
+    let ip = client.map(|ip| ip.to_string());
+    match &ip {
         Some(ip) => {
-            let xff = appended(up, X_FORWARDED_FOR, &ip.to_string());
+            let xff = appended(up, X_FORWARDED_FOR, ip);
             up.insert_header(X_FORWARDED_FOR, xff)?;
-            up.insert_header(X_REAL_IP, ip.to_string())?;
+            up.insert_header(X_REAL_IP, ip.as_str())?;
         }
         None => {
             up.remove_header(X_REAL_IP);
         }
     }
-    let mut hop = String::with_capacity(64);
-    if let Some(ip) = client {
+    let host = host.map(|h| String::from_utf8_lossy(h.as_bytes()));
+    let mut hop = String::with_capacity(96);
+    if let (Some(ip), Some(addr)) = (&ip, client) {
         hop.push_str("for=");
-        match ip {
-            IpAddr::V4(v4) => hop.push_str(&v4.to_string()),
-            IpAddr::V6(v6) => hop.push_str(&format!("\"[{v6}]\"")),
+        if addr.is_ipv6() {
+            hop.push_str("\"[");
+            hop.push_str(ip);
+            hop.push_str("]\"");
+        } else {
+            hop.push_str(ip);
         }
         hop.push(';');
     }
     if let Some(h) = &host {
         hop.push_str("host=");
-        hop.push_str(&quoted(h));
+        push_quoted(&mut hop, h);
         hop.push(';');
     }
     hop.push_str("proto=http");
     let forwarded = appended(up, FORWARDED, &hop);
     up.insert_header(FORWARDED, forwarded)?;
     match host {
-        Some(h) => up.insert_header(X_FORWARDED_HOST, h)?,
+        Some(h) => up.insert_header(X_FORWARDED_HOST, h.as_ref())?,
         None => {
             up.remove_header(X_FORWARDED_HOST);
         }
     }
-    up.insert_header(X_FORWARDED_PROTO, "http")?;
+    up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
     Ok(())
 }
 
@@ -101,9 +106,8 @@ fn appended(up: &RequestHeader, name: &str, ours: &str) -> String {
     out
 }
 
-/// An RFC 7230 quoted-string.
-fn quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+/// Append `s` as an RFC 7230 quoted-string.
+fn push_quoted(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         if c == '"' || c == '\\' {
@@ -112,7 +116,6 @@ fn quoted(s: &str) -> String {
         out.push(c);
     }
     out.push('"');
-    out
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod key_reload;
 pub mod key_tool;
 pub mod keys;
 pub mod keyset;
+pub mod listener;
 pub mod minting;
 pub mod proxy;
 pub mod record;

@@ -139,6 +139,7 @@ fn main() -> ExitCode {
     let info = Info {
         version: env!("CARGO_PKG_VERSION"),
         pid: std::process::id(),
+        worker_threads: config.server.threads,
         listen: config.listen,
         upstream_url: config.upstream.url(),
         upstream: upstream.clone(),
@@ -180,7 +181,9 @@ fn main() -> ExitCode {
         access_log,
     );
     let mut proxy_service = Service::new("jwt-proxy".to_string(), app);
-    proxy_service.add_tcp(&config.listen.to_string());
+    proxy_service.add_listener(jwt_proxy::listener::proxy_listener(
+        &config.listen.to_string(),
+    ));
     let status_app = Capped::new(StatusApp { stats, info }, MAX_STATUS_CONNECTIONS);
     let mut status_service = Service::new("status".to_string(), status_app);
     status_service.add_tcp(&config.status_listen.to_string());

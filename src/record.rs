@@ -219,15 +219,40 @@ pub struct Record {
 
 /// RFC 3339 UTC with milliseconds: the one timestamp format of records and the access log.
 pub fn format_time(unix_ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(unix_ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    Rfc3339Ms(unix_ms).to_string()
+}
+
+/// A Unix time in milliseconds shown as `format_time` shows it, written without allocating.
+pub struct Rfc3339Ms(pub u64);
+
+impl std::fmt::Display for Rfc3339Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        let t = chrono::DateTime::from_timestamp_millis(self.0 as i64).unwrap_or_default();
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            self.0 % 1000
+        )
+    }
+}
+
+impl Serialize for Rfc3339Ms {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Serialize)]
 struct LogLine<'a> {
-    time: String,
-    client: Option<String>,
+    time: Rfc3339Ms,
+    client: Option<SocketAddr>,
     method: &'a str,
     path: &'a str,
     status: u16,
@@ -293,9 +318,16 @@ impl Record {
 
     /// The access-log line (one JSON object, no trailing newline).
     pub fn log_line(&self) -> String {
+        let mut out = Vec::with_capacity(320);
+        self.write_log_line(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Append the access-log line (one JSON object, no newline) to `out`.
+    pub fn write_log_line(&self, out: &mut Vec<u8>) {
         let line = LogLine {
-            time: format_time(self.time_unix_ms),
-            client: self.client.map(|c| c.to_string()),
+            time: Rfc3339Ms(self.time_unix_ms),
+            client: self.client,
             method: self.method.as_str(),
             path: &self.path,
             status: self.status,
@@ -309,7 +341,8 @@ impl Record {
             outcome: self.outcome.as_str(),
             error: self.error.as_deref(),
         };
-        serde_json::to_string(&line).unwrap_or_default()
+        // Serializing plain strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, &line);
     }
 }
 
@@ -319,6 +352,23 @@ mod tests {
 
     fn names(list: &[&'static str]) -> Vec<HeaderName> {
         list.iter().map(|n| HeaderName::from_static(n)).collect()
+    }
+
+    #[test]
+    fn the_timestamp_is_rfc3339_utc_with_milliseconds() {
+        for ms in [
+            0u64,
+            999,
+            1_764_446_838_251,
+            1_709_164_800_000,
+            4_102_444_799_999,
+        ] {
+            let chrono = chrono::DateTime::from_timestamp_millis(ms as i64)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            assert_eq!(format_time(ms), chrono);
+        }
+        assert_eq!(format_time(1_764_446_838_251), "2025-11-29T20:07:18.251Z");
     }
 
     #[test]

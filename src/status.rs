@@ -26,6 +26,8 @@ use crate::upstream::Upstream;
 pub struct Info {
     pub version: &'static str,
     pub pid: u32,
+    /// Worker threads of the proxy service (`threads`; by default one per usable CPU).
+    pub worker_threads: usize,
     pub listen: SocketAddr,
     pub upstream_url: String,
     pub upstream: Arc<Upstream>,
@@ -246,6 +248,7 @@ impl StatusApp {
             "service": "jwt-proxy",
             "version": self.info.version,
             "pid": self.info.pid,
+            "worker_threads": self.info.worker_threads,
             "started_at": self.started_at(),
             "uptime_secs": s.uptime_secs(),
             "listen": self.info.listen.to_string(),
@@ -337,6 +340,11 @@ impl StatusApp {
                 "This process's pid: during an upgrade two processes answer; tell them apart.",
                 u64::from(self.info.pid),
             ),
+            (
+                "jwt_proxy_worker_threads",
+                "Worker threads of the proxy service (by default one per CPU it may use).",
+                self.info.worker_threads as u64,
+            ),
         ] {
             family(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {v}");
@@ -370,6 +378,7 @@ impl StatusApp {
         let mut rows: Vec<(&str, String)> = [
             ("version", "version"),
             ("pid", "pid"),
+            ("worker threads", "worker_threads"),
             ("started at", "started_at"),
             ("uptime (s)", "uptime_secs"),
             ("listening on", "listen"),

@@ -550,3 +550,45 @@ fn a_status_port_in_use_is_refused_at_start_with_its_setting_named() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
+
+/// Run `f` with this thread (and so the processes it spawns) allowed on CPU 0 only.
+fn on_cpu0<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: cpu_set_t is plain data; the calls only read and write the sets given.
+    unsafe {
+        let mut saved: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut saved),
+            0
+        );
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut one);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one),
+            0
+        );
+        let out = f();
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &saved);
+        out
+    }
+}
+
+#[test]
+fn worker_threads_default_to_the_cpus_the_process_may_use() {
+    let echo = start_echo(&[]);
+    let url = format!("http://{}/protected", echo.addr);
+    let threads = |p: &Proxy| get(p.status, "/status.json").json()["worker_threads"].clone();
+    let all = start_proxy(&url, &[]);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(threads(&all), json!(cpus));
+    let pinned = on_cpu0(|| start_proxy(&url, &[]));
+    assert_eq!(
+        threads(&pinned),
+        json!(1),
+        "one CPU allowed: one worker thread"
+    );
+    assert!(get(pinned.status, "/metrics")
+        .text()
+        .contains("\njwt_proxy_worker_threads 1\n"));
+    let r = post(pinned.addr, "/", &[("x-user", "pinned")], b"{}");
+    assert_eq!(r.status, 200);
+}

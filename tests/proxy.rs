@@ -617,7 +617,7 @@ fn existing_forwarded_for_is_extended() {
 #[test]
 fn hop_by_hop_headers_are_dropped_and_upstream_connections_reused() {
     let (_echo, proxy) = start_stack(&[]);
-    let peers: Vec<String> = (0..3)
+    let peers: Vec<String> = (0..6)
         .map(|_| {
             let r = post(
                 proxy.addr,
@@ -651,8 +651,11 @@ fn hop_by_hop_headers_are_dropped_and_upstream_connections_reused() {
             j["peer"].as_str().unwrap().to_string()
         })
         .collect();
-    // Each client request came on a new connection; the upstream saw one pooled connection.
-    assert!(peers.iter().all(|p| p == &peers[0]), "{peers:?}");
+    // Each client request came on a new connection; the upstream saw pooled ones: at most one
+    // per worker thread (each thread keeps its own pool; the default is one per CPU).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let distinct: std::collections::BTreeSet<&String> = peers.iter().collect();
+    assert!(distinct.len() <= threads.min(5), "{peers:?}");
 }
 
 #[test]
