@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per request (valgrind callgrind: counts instructions, so it is repeatable on a
-# noisy machine) of jwt-proxy and of the bare Pingora pass-through, for the same N keep-alive
-# POSTs against an nginx upstream; then jwt-proxy's own functions. Settings: REQUESTS (2000).
+# noisy machine) of jwt-proxy (one worker thread; access log off, then on into /dev/null) and of
+# the bare Pingora pass-through, for the same N keep-alive POSTs against an nginx upstream; then
+# jwt-proxy's own functions (access log on). Settings: REQUESTS (2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${REQUESTS:-2000}
@@ -43,14 +44,16 @@ measure() { # name port path -- command...
 }
 jwt=$(unset HTTP_PORT STATUS_PORT UPSTREAM_URL ACCESS_LOG; export RUST_LOG=error
       measure jwt 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt-proxy.yaml")
+jwtlog=$(unset HTTP_PORT STATUS_PORT UPSTREAM_URL; export RUST_LOG=error ACCESS_LOG=stdout
+      measure jwtlog 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt-proxy.yaml")
 bare=$(export UPSTREAM=127.0.0.1:$UP LISTEN=127.0.0.1:19302 WORK_STEALING=false
        measure bare 19302 /protected -- "$PWD/target/release/examples/passthrough")
 echo
 echo "instructions per request over $N POSTs (callgrind, one worker thread):"
-awk -v j="${jwt#* }" -v b="${bare#* }" -v n="$N" 'BEGIN {
-  printf "  jwt-proxy %.0f, bare Pingora %.0f, ratio %.2f\n", j/n, b/n, j/b }'
-echo "jwt-proxy's own code, inclusive, per request:"
-callgrind_annotate --inclusive=yes "$dir"/cg.jwt.*.1 2>/dev/null \
+awk -v j="${jwt#* }" -v l="${jwtlog#* }" -v b="${bare#* }" -v n="$N" 'BEGIN {
+  printf "  jwt-proxy %.0f (access log on: %.0f), bare Pingora %.0f; ratios to bare %.2f (%.2f)\n", j/n, l/n, b/n, j/b, l/b }'
+echo "jwt-proxy's own code (access log on), inclusive, per request:"
+callgrind_annotate --inclusive=yes "$dir"/cg.jwtlog.*.1 2>/dev/null \
   | grep -E "^ *[0-9,]+ \(" | grep -E "/work/main/src/|sha512::compress512 $|sha512::compress512 \[" \
   | sed -E 's/^ *([0-9,]+) \([^)]*\) +[^:]*:(.*)$/\1\t\2/; s/ \[[^]]*\]$//' \
-  | awk -F'\t' -v n="$N" '{gsub(",", "", $1); printf "  %8.0f  %s\n", $1/n, substr($2, 1, 110)}' | head -12
+  | awk -F'\t' -v n="$N" '{gsub(",", "", $1); printf "  %8.0f  %s\n", $1/n, substr($2, 1, 110)}' | head -16

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -62,6 +62,14 @@ pub struct HeadGuard {
     /// Part of a head has arrived and is counted in `Stats::heads_in_progress` (a drain waits
     /// for it instead of closing the connection as idle).
     partial: AtomicBool,
+    /// Bytes `wait_for_request` read (and counted) before the session that parses them existed;
+    /// the next reads return them first. `has_unread` avoids the lock on every other read.
+    unread: Mutex<Vec<u8>>,
+    has_unread: AtomicBool,
+    /// Known to hold nothing of a next request: a new connection, or one whose last request
+    /// ended with every byte read accounted for (not after a chunked request, whose framing
+    /// we do not follow: Pingora may hold bytes read past its end).
+    quiet: AtomicBool,
     stats: Arc<Stats>,
 }
 
@@ -78,8 +86,17 @@ impl HeadGuard {
             read_total: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
             partial: AtomicBool::new(false),
+            unread: Mutex::new(Vec::new()),
+            has_unread: AtomicBool::new(false),
+            quiet: AtomicBool::new(true),
             stats,
         }
+    }
+
+    /// Nothing of a next request has been received on this connection (its previous request,
+    /// if any, is finished): the connection is idle.
+    pub fn is_idle(&self) -> bool {
+        self.quiet.load(Relaxed) && !self.has_unread.load(Relaxed)
     }
 
     /// Pingora writes while a head is still being received only to refuse a head it could not
@@ -115,6 +132,39 @@ impl HeadGuard {
     }
 }
 
+/// Wait on an idle connection (see `HeadGuard::is_idle`) until bytes of its next request
+/// arrive; they are kept for the session that will parse them. False: the client closed the
+/// connection, or the read failed (the head deadline of a new connection included).
+///
+/// The wait holds no buffer: each poll reads into a stack buffer, and only bytes that arrived
+/// are kept. This is what lets an idle keep-alive connection cost a few KiB instead of the
+/// whole request future Pingora would keep parked in its own read.
+pub async fn wait_for_request(stream: &mut Stream) -> bool {
+    let got = std::future::poll_fn(|cx| {
+        // Not zeroed: this runs at least once per request.
+        let mut tmp = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut rb = ReadBuf::uninit(&mut tmp);
+        match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => Poll::Ready(Some(rb.filled().to_vec())),
+            Poll::Ready(Err(_)) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    match got {
+        Some(bytes) if !bytes.is_empty() => {
+            if let Some(g) = stream.as_any().downcast_ref::<HeadGuard>() {
+                *g.unread.lock().unwrap_or_else(|p| p.into_inner()) = bytes;
+                g.has_unread.store(true, Relaxed);
+                true
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
 /// The proxy parsed a request head on this session's connection: lift the deadline.
 pub fn head_received(session: &Session) {
     if let Some(g) = HeadGuard::guard_of(session) {
@@ -142,6 +192,8 @@ pub fn request_done(session: &Session, wire_len: Option<u64>) {
         None => read,
     };
     g.consumed.store(consumed, Relaxed);
+    g.quiet
+        .store(wire_len.is_some() && read <= consumed, Relaxed);
     if read > consumed {
         g.phase.store(HEAD_BUFFERED, Relaxed);
         g.head_begun();
@@ -157,11 +209,23 @@ impl AsyncRead for HeadGuard {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.has_unread.load(Relaxed) {
+            let mut unread = this.unread.lock().unwrap_or_else(|p| p.into_inner());
+            let n = unread.len().min(buf.remaining());
+            buf.put_slice(&unread[..n]);
+            unread.drain(..n);
+            if unread.is_empty() {
+                *unread = Vec::new();
+                this.has_unread.store(false, Relaxed);
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         let got = (buf.filled().len() - before) as u64;
         if got > 0 {
             this.read_total.fetch_add(got, Relaxed);
+            this.quiet.store(false, Relaxed);
         }
         if this.phase.load(Relaxed) == HEAD_BUFFERED {
             this.phase.store(HEAD, Relaxed);

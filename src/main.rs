@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora::prelude::Opt;
 use pingora::proxy::HttpProxy;
@@ -177,6 +178,7 @@ fn main() -> ExitCode {
         http_proxy,
         config.client_header_timeout,
         config.drain_idle,
+        Duration::from_secs(config.client_keepalive_secs),
         stats.clone(),
         access_log,
     );
