@@ -9,7 +9,7 @@ BIN := target/release
 
 export HTTP_PORT STATUS_PORT
 
-.PHONY: soak fuzz deps test-deps build run reload test lint client clean docker-build up down loadtest loadtest-k6 bench compare compare-algs
+.PHONY: soak fuzz deps test-deps build run reload test lint client clean docker-build up down loadtest loadtest-k6 bench compare compare-algs idle-memory callgrind
 
 # System packages Pingora's build needs (zlib-ng is built with cmake).
 deps:
@@ -85,6 +85,14 @@ loadtest-k6: build $(PY)
 
 compare: build
 	loadtest/compare.sh
+
+# Resident memory per idle keep-alive client connection: jwt-proxy, bare Pingora, HAProxy, nginx.
+idle-memory: build
+	loadtest/idle-memory.sh
+
+# Instructions per request (callgrind): jwt-proxy, with and without its access log, and bare Pingora.
+callgrind: build
+	loadtest/callgrind.sh
 
 # What each signing algorithm (HS512, EdDSA, ES256) costs the proxy per request, side by side.
 compare-algs: build

@@ -720,3 +720,67 @@ fn echo_counts_distinct_and_repeated_jtis() {
     assert_eq!(s["jti_duplicates"], 1);
     assert_eq!(s["jti_missing"], 1);
 }
+
+/// Between requests a connection waits for its next one outside Pingora's parser and hands it
+/// the bytes that arrived (up to 4 KiB per read): heads and bodies split anywhere, around that
+/// size included, after idle pauses, and requests pipelined in one write, all arrive whole.
+#[test]
+fn requests_split_anywhere_on_an_idle_keepalive_connection_arrive_whole() {
+    use sha2::Digest;
+    use std::io::Write;
+    let (_echo, proxy) = start_stack(&[]);
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    let body: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let sha: String = sha2::Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pad = "p".repeat(6000);
+    let request = |user: &str| {
+        let mut r = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nx-user: {user}\r\nx-pad: {pad}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r
+    };
+    let check = |resp: &Response, user: &str| {
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        let j = resp.json();
+        assert_eq!(j["body_sha256"], json!(sha), "{user}");
+        let pads: Vec<_> = j["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h[0] == "x-pad")
+            .collect();
+        assert_eq!(pads.len(), 1);
+        assert_eq!(pads[0][1].as_str().unwrap().len(), 6000);
+        assert_eq!(j["x_my_jwt"]["count"], json!(1), "{j}");
+    };
+    for (i, cut) in [1usize, 4095, 4096, 4097, 6050, 26_000]
+        .into_iter()
+        .enumerate()
+    {
+        let user = format!("split-{i}");
+        let bytes = request(&user);
+        // Idle first: the connection is parked between requests when the bytes come.
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(&bytes[..cut]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        s.write_all(&bytes[cut..]).unwrap();
+        let (resp, close) = read_one(&mut s).unwrap();
+        check(&resp, &user);
+        assert!(!close, "keep-alive goes on");
+    }
+    let two = [request("pipelined-1"), request("pipelined-2")].concat();
+    s.write_all(&two).unwrap();
+    for user in ["pipelined-1", "pipelined-2"] {
+        let (resp, _) = read_one(&mut s).unwrap();
+        check(&resp, user);
+    }
+}

@@ -468,7 +468,7 @@ impl KeepAlive {
 
 /// One response from a keep-alive stream: `(response, server will close)`, or the number of
 /// response bytes read before the error.
-fn read_one(s: &mut TcpStream) -> Result<(Response, bool), (usize, String)> {
+pub fn read_one(s: &mut TcpStream) -> Result<(Response, bool), (usize, String)> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     let head_end = loop {
