@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Instructions per request (valgrind callgrind: counts instructions, so it is repeatable on a
 # noisy machine) of jwt-proxy (one worker thread; access log off, then on into /dev/null) and of
-# the bare Pingora pass-through, for the same N keep-alive POSTs against an nginx upstream; then
-# jwt-proxy's own functions (access log on). Settings: REQUESTS (2000).
+# the bare Pingora pass-through and of HAProxy minting the same token (loadtest/peers/
+# haproxy-jwt.cfg), for the same N keep-alive POSTs against an nginx upstream; then jwt-proxy's
+# own functions (access log on). Settings: REQUESTS (2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${REQUESTS:-2000}
 source loadtest/bench-env.sh
 need valgrind valgrind
 need nginx nginx-light
+need haproxy haproxy
 cargo build --release --quiet --bins --example passthrough
 dir=$(mktemp -d)
 trap 'pkill -f "$dir" 2>/dev/null || true; sleep 1; rm -rf "$dir"' EXIT
@@ -48,10 +50,14 @@ jwtlog=$(unset HTTP_PORT STATUS_PORT UPSTREAM_URL; export RUST_LOG=error ACCESS_
       measure jwtlog 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt-proxy.yaml")
 bare=$(export UPSTREAM=127.0.0.1:$UP LISTEN=127.0.0.1:19302 WORK_STEALING=false
        measure bare 19302 /protected -- "$PWD/target/release/examples/passthrough")
+hap=$(export HTTP_PORT=19303 UPSTREAM_ADDR=127.0.0.1:$UP JWT_KEY_B64=$(base64 -w0 < conf/demo-secret.txt)
+      measure hap 19303 / -- haproxy -db -f "$PWD/loadtest/peers/haproxy-jwt.cfg")
 echo
 echo "instructions per request over $N POSTs (callgrind, one worker thread):"
 awk -v j="${jwt#* }" -v l="${jwtlog#* }" -v b="${bare#* }" -v n="$N" 'BEGIN {
   printf "  jwt-proxy %.0f (access log on: %.0f), bare Pingora %.0f; ratios to bare %.2f (%.2f)\n", j/n, l/n, b/n, j/b, l/b }'
+awk -v h="${hap#* }" -v l="${jwtlog#* }" -v b="${bare#* }" -v n="$N" 'BEGIN {
+  printf "  HAProxy minting HS512 %.0f; jwt-proxy (log on) / HAProxy %.2f, bare Pingora / HAProxy %.2f\n", h/n, l/h, b/h }'
 echo "jwt-proxy's own code (access log on), inclusive, per request:"
 callgrind_annotate --inclusive=yes "$dir"/cg.jwtlog.*.1 2>/dev/null \
   | grep -E "^ *[0-9,]+ \(" | grep -E "/work/main/src/|sha512::compress512 $|sha512::compress512 \[" \

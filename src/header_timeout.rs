@@ -67,9 +67,13 @@ pub struct HeadGuard {
     unread: Mutex<Vec<u8>>,
     has_unread: AtomicBool,
     /// Known to hold nothing of a next request: a new connection, or one whose last request
-    /// ended with every byte read accounted for (not after a chunked request, whose framing
-    /// we do not follow: Pingora may hold bytes read past its end).
+    /// ended with every byte read accounted for.
     quiet: AtomicBool,
+    /// A request of unknown length on the wire (chunked) has ended on this connection: from
+    /// then on, how much Pingora holds past the requests it has finished is not known (it may
+    /// hold several pipelined requests), so the connection is never taken for idle or for
+    /// holding nothing more.
+    framing_lost: AtomicBool,
     stats: Arc<Stats>,
 }
 
@@ -89,6 +93,7 @@ impl HeadGuard {
             unread: Mutex::new(Vec::new()),
             has_unread: AtomicBool::new(false),
             quiet: AtomicBool::new(true),
+            framing_lost: AtomicBool::new(false),
             stats,
         }
     }
@@ -175,8 +180,10 @@ pub fn head_received(session: &Session) {
 /// Whether bytes beyond a request of `wire_len` bytes (head and body) have been received on
 /// this session's connection: requests pipelined behind it.
 pub fn more_buffered(session: &Session, wire_len: u64) -> bool {
-    HeadGuard::guard_of(session)
-        .is_some_and(|g| g.read_total.load(Relaxed) > g.consumed.load(Relaxed) + wire_len)
+    HeadGuard::guard_of(session).is_some_and(|g| {
+        g.framing_lost.load(Relaxed)
+            || g.read_total.load(Relaxed) > g.consumed.load(Relaxed) + wire_len
+    })
 }
 
 /// The request is finished: the next byte on this connection starts a new head. `wire_len`:
@@ -192,8 +199,11 @@ pub fn request_done(session: &Session, wire_len: Option<u64>) {
         None => read,
     };
     g.consumed.store(consumed, Relaxed);
+    if wire_len.is_none() {
+        g.framing_lost.store(true, Relaxed);
+    }
     g.quiet
-        .store(wire_len.is_some() && read <= consumed, Relaxed);
+        .store(!g.framing_lost.load(Relaxed) && read <= consumed, Relaxed);
     if read > consumed {
         g.phase.store(HEAD_BUFFERED, Relaxed);
         g.head_begun();

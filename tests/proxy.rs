@@ -784,3 +784,37 @@ fn requests_split_anywhere_on_an_idle_keepalive_connection_arrive_whole() {
         check(&resp, user);
     }
 }
+
+/// Requests pipelined behind a chunked one are all answered at once: the proxy does not follow
+/// chunked framing, so after such a request it never takes the connection for idle (it did,
+/// and waited on the socket while Pingora held the rest: found by the attack).
+#[test]
+fn requests_pipelined_behind_a_chunked_one_are_answered_at_once() {
+    use std::io::Write;
+    let (echo, proxy) = start_stack(&[]);
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let known = |n: u32| {
+        format!("POST /x HTTP/1.1\r\nHost: x\r\nx-user: p{n}\r\nContent-Length: 2\r\n\r\n{{}}")
+    };
+    let chunked = "POST /ch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   2\r\n{}\r\n0\r\n\r\n";
+    // Chunked first, chunked in the middle, two chunked in a row.
+    let batches = [
+        [chunked.to_string(), known(1), known(2), known(3)].concat(),
+        [known(4), chunked.to_string(), known(5), known(6)].concat(),
+        [chunked.to_string(), chunked.to_string(), known(7), known(8)].concat(),
+    ];
+    let mut answered = 0;
+    for batch in batches {
+        s.write_all(batch.as_bytes()).unwrap();
+        for _ in 0..4 {
+            let (resp, close) = read_one(&mut s).expect("every pipelined request is answered");
+            assert_eq!(resp.status, 200);
+            assert!(!close);
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 12);
+    assert_eq!(echo.received(), 12);
+}

@@ -501,19 +501,22 @@ fn a_request_pipelined_behind_a_chunked_one_during_a_drain_is_answered() {
     let _ = std::io::Read::read(&mut s, &mut b).unwrap();
     signal(proxy.proc.child.id(), "TERM");
     std::thread::sleep(Duration::from_millis(300));
+    // Two requests behind the chunked one (one behind it was answered even when the known
+    // length of that one made the proxy think nothing more was buffered: the attack found it).
     s.write_all(
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n\
+POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}\
 POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
     )
     .unwrap();
-    // The chunked request's length is not known, so its connection stays open: read the two
+    // The chunked request's length is not known, so its connection stays open: read the three
     // answers, not to the end.
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut out = String::new();
-    while out.matches("HTTP/1.1 200").count() < 2 {
+    while out.matches("HTTP/1.1 200").count() < 3 {
         let n = std::io::Read::read(&mut s, &mut b).unwrap_or(0);
         assert!(n > 0, "closed after: {out}");
         out.push_str(&String::from_utf8_lossy(&b[..n]));
     }
-    assert_eq!(echo.received(), 3);
+    assert_eq!(echo.received(), 4);
 }
