@@ -1,4 +1,4 @@
-# Sourced by compare.sh, compare-algs.sh and callgrind.sh: installing their tools, and the
+# Sourced by compare.sh, compare-algs.sh, idle-memory.sh and callgrind.sh: installing their tools, and the
 # configs and helpers the benchmarks share (an nginx upstream, a one-worker jwt-proxy, the wrk
 # script, CPU ticks of a process).
 
@@ -7,6 +7,32 @@ need() {
     command -v "$1" >/dev/null 2>&1 || {
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
     }
+}
+
+# bench_dir: a scratch directory in `dir` and a list `pids` of processes to stop; at exit the
+# processes are stopped and the directory removed.
+bench_dir() {
+    dir=$(mktemp -d)
+    pids=()
+    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
+}
+
+# shipped_conf NAME: conf/jwt-proxy.yaml as shipped, with only its pid file and upgrade socket
+# moved into DIR (`dir`); writes DIR/NAME.yaml.
+shipped_conf() {
+    sed -e '/^# pid_file:/d; /^# upgrade_sock:/d' conf/jwt-proxy.yaml > "$dir/$1.yaml"
+    printf 'pid_file: %s
+upgrade_sock: %s
+' "$dir/$1.pid" "$dir/$1.sock" >> "$dir/$1.yaml"
+}
+
+# unset_proxy_env: forget the caller's jwt-proxy settings (in a subshell that starts a proxy),
+# so that only what the benchmark sets applies.
+unset_proxy_env() {
+    local k
+    for k in $(env | grep -oE '^(HTTP_PORT|STATUS_PORT|LISTEN_ADDR|UPSTREAM_URL|ACCESS_LOG|THREADS|JWT_[A-Z_]*)='); do
+        unset "${k%=}"
+    done
 }
 
 # upstream_conf DIR PORT: nginx answering a fixed small body on 127.0.0.1:PORT (cheap, so it

@@ -44,9 +44,9 @@ measure() { # name port path -- command...
     local total; total=$(awk '/^summary:/ {print $2}' "$dir"/cg."$name".*.1)
     echo "$name $total"
 }
-jwt=$(unset HTTP_PORT STATUS_PORT UPSTREAM_URL ACCESS_LOG; export RUST_LOG=error
+jwt=$(unset_proxy_env; export RUST_LOG=error
       measure jwt 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt-proxy.yaml")
-jwtlog=$(unset HTTP_PORT STATUS_PORT UPSTREAM_URL; export RUST_LOG=error ACCESS_LOG=stdout
+jwtlog=$(unset_proxy_env; export RUST_LOG=error ACCESS_LOG=stdout
       measure jwtlog 19301 / -- "$PWD/target/release/jwt-proxy" -c "$dir/jwt-proxy.yaml")
 bare=$(export UPSTREAM=127.0.0.1:$UP LISTEN=127.0.0.1:19302 WORK_STEALING=false
        measure bare 19302 /protected -- "$PWD/target/release/examples/passthrough")

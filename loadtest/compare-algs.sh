@@ -15,10 +15,7 @@ need nginx nginx-light
 need taskset util-linux
 cargo build --release --quiet --bins
 
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+bench_dir
 UP=19100; JWT=19181; JWT_STATUS=19191
 
 upstream_conf "$dir" "$UP"
@@ -31,7 +28,7 @@ for alg in HS512 EdDSA ES256; do
     mkdir -p "$dir/keys-$alg"
     entry=$(cd "$dir/keys-$alg" && "$OLDPWD/target/release/jwt-proxy" keys new --alg "$alg" --kid "k-$alg" 2>/dev/null)
     printf 'signing: k-%s\nkeys:\n%s\n' "$alg" "$entry" > "$dir/keys-$alg/keyset.yaml"
-    ( for k in HTTP_PORT STATUS_PORT LISTEN_ADDR UPSTREAM_URL ACCESS_LOG; do unset $k; done
+    ( unset_proxy_env
       JWT_KEYS="$dir/keys-$alg/keyset.yaml" RUST_LOG=error \
         exec taskset -c 0 target/release/jwt-proxy -c "$dir/jwt-proxy.yaml" ) & pid=$!
     pids+=($pid)

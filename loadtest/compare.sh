@@ -36,10 +36,7 @@ need taskset util-linux
 command -v oha >/dev/null 2>&1 || cargo install oha --locked --quiet
 cargo build --release --quiet --bins --example passthrough
 
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+bench_dir
 UP=19000; NGX=19080; JWT=19081; JWT_STATUS=19091; BARE=19082; HAP=19083; NOLOG=19084; NOLOG_STATUS=19094
 
 upstream_conf "$dir" "$UP"
@@ -56,13 +53,12 @@ post_lua "$dir" "$BODY"
 post_lua "$dir/16k" 16384
 post_lua "$dir/256k" 262144
 
-# The shipped configuration, with only its paths (a private directory) changed.
+# jwt-proxy with the shipped configuration (see shipped_conf), alone on CPU 0.
 shipped() { # name http_port status_port -- env...
     local name=$1 port=$2 sport=$3; shift 4
-    sed -e '/^# pid_file:/d; /^# upgrade_sock:/d' conf/jwt-proxy.yaml > "$dir/$name.yaml"
-    printf 'pid_file: %s\nupgrade_sock: %s\n' "$dir/$name.pid" "$dir/$name.sock" >> "$dir/$name.yaml"
+    shipped_conf "$name"
     # stdout (the access log) into a pipe read on CPU 1, as a container runtime would.
-    ( for k in $(env | grep -oE '^(HTTP_PORT|STATUS_PORT|LISTEN_ADDR|UPSTREAM_URL|ACCESS_LOG|THREADS|JWT_[A-Z_]*)='); do unset "${k%=}"; done
+    ( unset_proxy_env
       export HTTP_PORT=$port STATUS_PORT=$sport LISTEN_ADDR=127.0.0.1 \
              UPSTREAM_URL=http://127.0.0.1:$UP/protected JWT_SECRET_FILE=$PWD/conf/demo-secret.txt \
              RUST_LOG=error "$@"

@@ -15,10 +15,7 @@ need haproxy haproxy
 cargo build --release --quiet --bins --example passthrough
 ulimit -n "$(ulimit -Hn)"   # each proxy holds 2 fds per client (client + its own end)
 
-dir=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
-trap cleanup EXIT
+bench_dir
 UP=19400; PORT=19401; STATUS=19402
 upstream_conf "$dir" "$UP"
 sed -i 's/worker_connections 4096/worker_connections 20000/' "$dir/upstream.conf"
@@ -91,9 +88,8 @@ UPSTREAM=127.0.0.1:$UP LISTEN=127.0.0.1:$PORT THREADS=1 WORK_STEALING=false READ
     taskset -c 0 target/release/examples/passthrough & bare0=$!
 measure "bare Pingora, no read buffer" "$bare0" "$PORT" /protected
 
-sed -e '/^# pid_file:/d; /^# upgrade_sock:/d' conf/jwt-proxy.yaml > "$dir/shipped.yaml"
-printf 'pid_file: %s\nupgrade_sock: %s\n' "$dir/jwt.pid" "$dir/jwt.sock" >> "$dir/shipped.yaml"
-( for k in $(env | grep -oE '^(HTTP_PORT|STATUS_PORT|LISTEN_ADDR|UPSTREAM_URL|ACCESS_LOG|JWT_[A-Z_]*)='); do unset "${k%=}"; done
+shipped_conf shipped
+( unset_proxy_env
   HTTP_PORT=$PORT STATUS_PORT=$STATUS LISTEN_ADDR=127.0.0.1 UPSTREAM_URL=http://127.0.0.1:$UP/protected \
   JWT_SECRET_FILE=$PWD/conf/demo-secret.txt CLIENT_KEEPALIVE_SECS=300 RUST_LOG=error \
   exec taskset -c 0 target/release/jwt-proxy -c "$dir/shipped.yaml" > /dev/null ) & jwt=$!
