@@ -68,8 +68,8 @@ pub struct HeadGuard {
     has_unread: AtomicBool,
     /// A request of unknown length on the wire (chunked) has ended on this connection: from
     /// then on, how much Pingora holds past the requests it has finished is not known (it may
-    /// hold several pipelined requests), so the connection is never taken for idle or for
-    /// holding nothing more.
+    /// hold several pipelined requests), so the connection is never taken for idle, and takes
+    /// "nothing more buffered" only from an exact byte count (`more_buffered`).
     framing_lost: AtomicBool,
     stats: Arc<Stats>,
 }
@@ -176,10 +176,21 @@ pub fn head_received(session: &Session) {
 
 /// Whether bytes beyond a request of `wire_len` bytes (head and body) have been received on
 /// this session's connection: requests pipelined behind it.
+///
+/// After a chunked request the count of consumed bytes is an estimate that may include bytes
+/// pipelined behind it, so only an exact match says "nothing more": a sequential client (the
+/// common case) still gets its close in a drain, a pipelining one is kept open.
 pub fn more_buffered(session: &Session, wire_len: u64) -> bool {
     HeadGuard::guard_of(session).is_some_and(|g| {
-        g.framing_lost.load(Relaxed)
-            || g.read_total.load(Relaxed) > g.consumed.load(Relaxed) + wire_len
+        let (read, end) = (
+            g.read_total.load(Relaxed),
+            g.consumed.load(Relaxed) + wire_len,
+        );
+        if g.framing_lost.load(Relaxed) {
+            read != end
+        } else {
+            read > end
+        }
     })
 }
 

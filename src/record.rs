@@ -368,13 +368,15 @@ impl Record {
     }
 }
 
-/// Append `s` as a JSON string (quoted and escaped). U+2028 and U+2029 are escaped too: valid
-/// in JSON, they end a line for many line readers (Python's `splitlines`, older JavaScript).
+/// Append `s` as a JSON string (quoted and escaped). U+0085, U+2028 and U+2029 are escaped
+/// too: valid in JSON, they end a line for many line readers (Python's `splitlines`, older
+/// JavaScript).
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    if s.contains(['\u{2028}', '\u{2029}']) {
+    if s.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
         let mut escaped = Vec::with_capacity(s.len() + 16);
         let _ = serde_json::to_writer(&mut escaped, s);
         let text = String::from_utf8_lossy(&escaped)
+            .replace('\u{85}', "\\u0085")
             .replace('\u{2028}', "\\u2028")
             .replace('\u{2029}', "\\u2029");
         out.extend_from_slice(text.as_bytes());
@@ -438,7 +440,7 @@ mod tests {
         let odd = Record {
             client: Some("[2001:db8::1]:443".parse().unwrap()),
             method: Method::from_bytes(b"PURGE").unwrap(),
-            path: "/a\"b\\c\u{1}\u{7f}é\u{2028}\u{2029}".into(),
+            path: "/a\"b\\c\u{1}\u{7f}é\u{85}\u{2028}\u{2029}".into(),
             status: 0,
             upstream_status: None,
             duration_us: 7,
@@ -477,7 +479,10 @@ mod tests {
             })
             .unwrap();
             assert_eq!(got, want, "{line}");
-            assert!(!line.contains(['\n', '\u{2028}', '\u{2029}']), "{line}");
+            assert!(
+                !line.contains(['\n', '\u{85}', '\u{2028}', '\u{2029}']),
+                "{line}"
+            );
         }
     }
 

@@ -520,3 +520,28 @@ POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
     }
     assert_eq!(echo.received(), 4);
 }
+
+/// A sequential client whose connection once carried a chunked request still gets
+/// `Connection: close` on its next answer in a drain, and loses nothing (the second attack
+/// found every such connection kept open to the end of the idle window, then cut mid-use).
+#[test]
+fn a_connection_that_carried_a_chunked_request_gets_its_close_in_a_drain() {
+    let (echo, proxy) = drain_stack();
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let (first, close) = read_one(&mut s).unwrap();
+    assert_eq!(first.status, 200);
+    assert!(!close);
+    signal(proxy.proc.child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let (next, close) = read_one(&mut s).expect("answered");
+    assert_eq!(next.status, 200);
+    assert!(close, "the answer in the drain closes: {:?}", next.headers);
+    assert_eq!(echo.received(), 2);
+}
