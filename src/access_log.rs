@@ -206,6 +206,7 @@ mod tests {
             token_unsigned: None,
             spoofed: false,
             outcome: Outcome::Proxied,
+            reason: crate::decisions::Reason::Forwarded,
             error: None,
         }
     }

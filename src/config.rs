@@ -85,6 +85,7 @@ settings! {
     ClientBodyTimeoutMs = "CLIENT_BODY_TIMEOUT_MS", "30000";
     MaxHeaderBytes = "MAX_HEADER_BYTES", "65536";
     DrainIdleSecs = "DRAIN_IDLE_SECS", "5";
+    ShutdownDelaySecs = "SHUTDOWN_DELAY_SECS", "0";
 }
 
 /// Request headers whose values the status service shows by default; all others are redacted.
@@ -96,6 +97,9 @@ pub use crate::record::NEVER_SHOWN as ALWAYS_REDACTED;
 
 /// `USER_DEFAULT` value (besides the empty YAML string) that makes identity required.
 pub const USER_DEFAULT_NONE: &str = "none";
+
+/// Longest `SHUTDOWN_DELAY_SECS` (a balancer needs a few probe intervals, not minutes).
+pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 300;
 
 /// Longest `JWT_TTL_SECS`: one year.
 pub const MAX_TTL_SECS: u64 = 31_536_000;
@@ -344,6 +348,9 @@ pub struct Config {
     /// After a stop or upgrade begins, idle client keep-alive connections stay open this long
     /// (their next request is answered with `Connection: close`), then they are closed.
     pub drain_idle: Duration,
+    /// After SIGTERM, `/readyz` answers 503 and the listeners stay open this long before the
+    /// drain begins, so a balancer probing readiness stops sending first.
+    pub shutdown_delay: Duration,
     /// Pingora's own settings (threads, grace period, pid file, upgrade socket...).
     pub server: ServerConf,
 }
@@ -1073,6 +1080,16 @@ impl Raw {
         let upstream_timeout = self.millis(S::UpstreamTimeoutMs)?;
         let drain_idle = Duration::from_secs(self.secs(S::DrainIdleSecs)?);
         check_grace(&server, upstream_timeout, drain_idle)?;
+        let shutdown_delay =
+            match self.num::<u64>(S::ShutdownDelaySecs, "a whole number of seconds")? {
+                n if n > MAX_SHUTDOWN_DELAY_SECS => {
+                    return Err(err(
+                        S::ShutdownDelaySecs,
+                        format!("{n} s is more than {MAX_SHUTDOWN_DELAY_SECS} s"),
+                    ))
+                }
+                n => Duration::from_secs(n),
+            };
         Ok(Config {
             listen,
             status_listen,
@@ -1132,6 +1149,7 @@ impl Raw {
                 n => n,
             },
             drain_idle,
+            shutdown_delay,
             server,
         })
     }
@@ -1261,10 +1279,21 @@ mod tests {
         );
         assert_eq!(c.status_recent_bytes, 1_048_576);
         assert_eq!(c.drain_idle, Duration::from_secs(5));
+        assert_eq!(c.shutdown_delay, Duration::ZERO);
         assert_eq!(c.server.grace_period_seconds, Some(35));
         assert_eq!(c.server.graceful_shutdown_timeout_seconds, Some(5));
         assert_eq!(c.server.threads as u64, default_threads());
         assert_eq!(c.server.work_stealing, default_threads() > 1);
+    }
+
+    #[test]
+    fn shutdown_delay_is_bounded() {
+        let c = ok("", &[("SHUTDOWN_DELAY_SECS", "5")]);
+        assert_eq!(c.shutdown_delay, Duration::from_secs(5));
+        let e = fails("", &[("SHUTDOWN_DELAY_SECS", "301")]);
+        assert_eq!(e.setting(), "SHUTDOWN_DELAY_SECS", "{e}");
+        let e = fails("", &[("SHUTDOWN_DELAY_SECS", "-1")]);
+        assert_eq!(e.setting(), "SHUTDOWN_DELAY_SECS", "{e}");
     }
 
     #[test]

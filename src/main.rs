@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pingora::prelude::Opt;
 use pingora::proxy::HttpProxy;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use pingora::apps::HttpServerOptions;
@@ -19,6 +19,7 @@ use jwt_proxy::connection_cap::{Capped, MAX_STATUS_CONNECTIONS};
 use jwt_proxy::drain::ProxyApp;
 use jwt_proxy::key_reload::{self, KeyWatcher, LiveKeys};
 use jwt_proxy::proxy::JwtProxy;
+use jwt_proxy::shutdown::DelayedStop;
 use jwt_proxy::stats::Stats;
 use jwt_proxy::status::{Info, StatusApp};
 use jwt_proxy::upstream::{Refresher, Upstream};
@@ -186,6 +187,7 @@ fn main() -> ExitCode {
     proxy_service.add_listener(jwt_proxy::listener::proxy_listener(
         &config.listen.to_string(),
     ));
+    let shutdown_stats = stats.clone();
     let status_app = Capped::new(StatusApp { stats, info }, MAX_STATUS_CONNECTIONS);
     let mut status_service = Service::new("status".to_string(), status_app);
     status_service.add_tcp(&config.status_listen.to_string());
@@ -194,7 +196,13 @@ fn main() -> ExitCode {
     server.add_service(status_service);
     server.add_service(background_service("upstream resolver", Refresher(upstream)));
     server.add_service(background_service("key watcher", KeyWatcher(keys)));
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DelayedStop {
+            delay: config.shutdown_delay,
+            stats: shutdown_stats,
+        }),
+    });
+    ExitCode::SUCCESS
 }
 
 fn config_error(e: jwt_proxy::config::ConfigError) -> ExitCode {

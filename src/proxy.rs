@@ -19,6 +19,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
+use crate::decisions::Reason;
 use crate::forwarding::{self, remove_aliases, set_forwarding_headers};
 use crate::head_checks::{head_refusal, noncanonical_length, wire_body_len};
 use crate::header_timeout;
@@ -111,6 +112,7 @@ impl Drop for Ctx {
             r.duration_us = self.start.elapsed().as_micros() as u64;
             r.user = self.user.take();
             r.outcome = Outcome::Failed;
+            r.reason = Reason::DrainCut;
             r.error = Some(Cow::Borrowed(
                 "drain_cut: still in flight when the grace period ended",
             ));
@@ -263,6 +265,7 @@ impl JwtProxy {
             .signing_duration_ns
             .observe(t0.elapsed().as_nanos() as u64);
         self.stats.inc(Counter::TokensMinted);
+        self.stats.token_bytes.observe(value.len() as u64);
         ctx.minted = Some(MintedHeader {
             value,
             iat: minted.iat,
@@ -274,14 +277,20 @@ impl JwtProxy {
     /// Once a drain has begun Pingora closes each connection after its current answer, which
     /// would drop requests the client already pipelined behind it (received, never answered).
     /// While more are buffered, keep the connection for them; the last one gets the close.
+    /// So does the wait of `SHUTDOWN_DELAY_SECS` before a drain: each connection closes after
+    /// its next answer, so that a balancer has none left open to this process when its
+    /// listeners close.
     fn keep_open_for_pipelined(&self, session: &mut Session, wire_len: Option<u64>) {
-        if !self
-            .stats
-            .draining
-            .load(std::sync::atomic::Ordering::Relaxed)
-            || session.get_keepalive().is_some()
+        use std::sync::atomic::Ordering::Relaxed;
+        let draining = self.stats.draining.load(Relaxed);
+        if !draining && !self.stats.stopping.load(Relaxed)
             || client_wants_close(session.req_header())
         {
+            return;
+        }
+        if !draining {
+            session.set_keepalive(None);
+        } else if session.get_keepalive().is_some() {
             return;
         }
         // A chunked request's length on the wire is not known here: whether a request follows
@@ -335,6 +344,7 @@ impl JwtProxy {
             token_unsigned: None,
             spoofed: ctx.spoofed,
             outcome: Outcome::Failed,
+            reason: Reason::ClientGone,
             error: None,
         }
     }
@@ -357,10 +367,10 @@ impl JwtProxy {
                 .and_then(|t| t.rsplit_once('.'))
                 .map(|(unsigned, _sig)| unsigned.to_string());
         }
-        r.outcome = match (ctx.reply, ctx.upstream_status) {
-            (Some(reply), _) => reply.outcome(),
-            (None, Some(_)) if r.status != 0 => Outcome::Proxied,
-            (None, _) => Outcome::Failed,
+        (r.outcome, r.reason) = match (ctx.reply, ctx.upstream_status) {
+            (Some(reply), _) => (reply.outcome(), Reason::of_code(reply.code)),
+            (None, Some(_)) if r.status != 0 => (Outcome::Proxied, Reason::Forwarded),
+            (None, _) => (Outcome::Failed, Reason::ClientGone),
         };
         r.error = ctx.error.take();
         r

@@ -213,6 +213,8 @@ pub struct Record {
     /// The client sent its own `x-my-jwt` (removed before forwarding).
     pub spoofed: bool,
     pub outcome: Outcome,
+    /// Why it ended so (`jwt_proxy_decisions_total`).
+    pub reason: crate::decisions::Reason,
     pub error: Option<Cow<'static, str>>,
 }
 
@@ -299,6 +301,7 @@ impl Record {
             "token_claims": token_claims,
             "spoofed": self.spoofed,
             "outcome": self.outcome.as_str(),
+            "reason": self.reason.as_str(),
             "error": self.error,
         })
     }
@@ -435,6 +438,7 @@ mod tests {
             token_unsigned: None,
             spoofed: true,
             outcome: Outcome::Proxied,
+            reason: crate::decisions::Reason::Forwarded,
             error: None,
         };
         let odd = Record {
@@ -593,6 +597,7 @@ mod tests {
             exp: None,
             spoofed: false,
             outcome: Outcome::Proxied,
+            reason: crate::decisions::Reason::Forwarded,
             error: Some(Cow::Owned("e".repeat(200))),
         };
         assert!(r.size_bytes() < 8 * 1024, "{}", r.size_bytes());

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use crate::record::{Outcome, Record};
+use crate::decisions::{ReasonInfo, REASONS};
+use crate::record::{Outcome, Record, OUTCOMES};
 
 /// A monotonic event counter. Each has one row in [`COUNTERS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +143,9 @@ pub const DURATION_BOUNDS_US: &[u64] = &[
     250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
     2_500_000, 5_000_000, 10_000_000, 30_000_000,
 ];
+/// Minted token size bucket bounds, bytes (a default token is about 330; a 256-byte user,
+/// issuer and audience take it past 1 KiB).
+pub const TOKEN_BYTES_BOUNDS: &[u64] = &[256, 320, 384, 448, 512, 768, 1_024, 1_536, 2_048, 4_096];
 /// Signing duration bucket bounds, nanoseconds.
 pub const SIGNING_BOUNDS_NS: &[u64] = &[
     500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
@@ -158,6 +162,8 @@ pub struct Stats {
     started: Instant,
     pub requests: AtomicU64,
     outcomes: [AtomicU64; 4],
+    /// Indexed by outcome × reason (`decisions` table order).
+    decisions: Box<[AtomicU64]>,
     /// Indexed by status code 0..=599 (0: no response was sent).
     by_status: Box<[AtomicU64]>,
     counters: [AtomicU64; COUNTERS.len()],
@@ -168,8 +174,12 @@ pub struct Stats {
     pub heads_in_progress: AtomicU64,
     /// A stop or upgrade has begun: listeners closed, `/readyz` says 503.
     pub draining: AtomicBool,
+    /// SIGTERM arrived: `/readyz` says 503 while the listeners stay open for
+    /// `SHUTDOWN_DELAY_SECS`, then the drain begins.
+    pub stopping: AtomicBool,
     pub request_duration_us: Histogram,
     pub signing_duration_ns: Histogram,
+    pub token_bytes: Histogram,
     recent: Mutex<Ring>,
     recent_cap: usize,
     recent_budget: usize,
@@ -191,14 +201,19 @@ impl Stats {
             started: Instant::now(),
             requests: AtomicU64::new(0),
             outcomes: Default::default(),
+            decisions: (0..OUTCOMES.len() * REASONS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
             counters: Default::default(),
             in_flight: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
             heads_in_progress: AtomicU64::new(0),
             draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             request_duration_us: Histogram::new(DURATION_BOUNDS_US),
             signing_duration_ns: Histogram::new(SIGNING_BOUNDS_NS),
+            token_bytes: Histogram::new(TOKEN_BYTES_BOUNDS),
             recent: Mutex::new(Ring {
                 records: VecDeque::with_capacity(recent_cap.min(1024)),
                 bytes: 0,
@@ -230,6 +245,8 @@ impl Stats {
         self.in_flight.fetch_sub(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
         self.outcomes[record.outcome as usize].fetch_add(1, Relaxed);
+        self.decisions[record.outcome as usize * REASONS.len() + record.reason as usize]
+            .fetch_add(1, Relaxed);
         if let Some(c) = self.by_status.get(record.status as usize) {
             c.fetch_add(1, Relaxed);
         }
@@ -255,6 +272,22 @@ impl Stats {
 
     pub fn outcome_count(&self, o: Outcome) -> u64 {
         self.outcomes[o as usize].load(Relaxed)
+    }
+
+    /// `(outcome, reason, count)`: each reason under its own outcome (zero included, so that
+    /// rates work from the start), and any other pair that happened.
+    pub fn decision_counts(&self) -> Vec<(Outcome, &'static ReasonInfo, u64)> {
+        let mut out = Vec::new();
+        for o in OUTCOMES {
+            for info in REASONS {
+                let n =
+                    self.decisions[o as usize * REASONS.len() + info.reason as usize].load(Relaxed);
+                if n > 0 || info.outcome == o {
+                    out.push((o, info, n));
+                }
+            }
+        }
+        out
     }
 
     /// `(status, count)` for every status seen.
@@ -310,6 +343,11 @@ mod tests {
                 Outcome::UpstreamError
             } else {
                 Outcome::Proxied
+            },
+            reason: if status == 502 {
+                crate::decisions::Reason::UpstreamUnavailable
+            } else {
+                crate::decisions::Reason::Forwarded
             },
             error: None,
         }

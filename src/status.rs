@@ -87,11 +87,13 @@ impl ServeHttp for StatusApp {
             ),
             "/healthz" => respond(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
+                // 503 from the first moment of a stop (SIGTERM), while the proxy still accepts.
+                let stopping = self.stats.stopping.load(Relaxed);
                 let draining = self.stats.draining.load(Relaxed);
-                let upstream_ok = !draining && self.upstream_accepts().await;
-                let ready = upstream_ok && !draining;
+                let ready = !stopping && !draining && self.upstream_accepts().await;
                 let body = json!({
                     "ready": ready,
+                    "stopping": stopping,
                     "draining": draining,
                     "upstream": self.info.upstream_url,
                     "upstream_addr": self.info.upstream.addr().to_string(),
@@ -263,6 +265,9 @@ impl StatusApp {
             "recent_bytes": s.recent_usage().1,
             "outcomes": outcomes,
             "by_status": by_status,
+            "decisions": s.decision_counts().into_iter().map(|(o, info, n)| json!({
+                "outcome": o.as_str(), "reason": info.name, "count": n,
+            })).collect::<Vec<_>>(),
             "recent": s.recent().iter().map(Record::to_json).collect::<Vec<_>>(),
         });
         for c in COUNTERS {
@@ -307,6 +312,21 @@ impl StatusApp {
                 "jwt_proxy_requests_by_outcome_total{{outcome=\"{}\"}} {}",
                 o.as_str(),
                 s.outcome_count(o)
+            );
+        }
+        family(
+            &mut out,
+            "jwt_proxy_decisions_total",
+            "counter",
+            "Requests by outcome and the reason for it (README: Decisions); malformed heads and \
+             head timeouts are connection events, counted apart.",
+        );
+        for (o, info, n) in s.decision_counts() {
+            let _ = writeln!(
+                out,
+                "jwt_proxy_decisions_total{{outcome=\"{}\",reason=\"{}\"}} {n}",
+                o.as_str(),
+                info.name
             );
         }
         for c in COUNTERS {
@@ -362,6 +382,13 @@ impl StatusApp {
             "Time to mint and sign one token.",
             &s.signing_duration_ns,
             9,
+        );
+        histogram(
+            &mut out,
+            "jwt_proxy_token_bytes",
+            "Size of each minted token, bytes.",
+            &s.token_bytes,
+            0,
         );
         out
     }

@@ -545,3 +545,59 @@ fn a_connection_that_carried_a_chunked_request_gets_its_close_in_a_drain() {
     assert!(close, "the answer in the drain closes: {:?}", next.headers);
     assert_eq!(echo.received(), 2);
 }
+
+#[test]
+fn after_sigterm_readyz_says_503_while_the_proxy_still_accepts_for_the_shutdown_delay() {
+    let (echo, proxy) = start_stack(&[("SHUTDOWN_DELAY_SECS", "3"), ("DRAIN_IDLE_SECS", "1")]);
+    let ready = get(proxy.status, "/readyz");
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let mut kept = KeepAlive::new(proxy.addr);
+    let before = kept.post("/", &[], b"{}").unwrap();
+    assert_eq!(before.status, 200);
+    assert_ne!(before.header("connection"), Some("close"));
+    let t0 = Instant::now();
+    signal(proxy.proc.child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    // Not ready at once, while both listeners still answer.
+    let r = get(proxy.status, "/readyz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["stopping"], true, "{}", r.text());
+    assert_eq!(r.json()["draining"], false, "{}", r.text());
+    // A request on a kept connection is answered, and told to close the connection.
+    let on_kept = kept.post("/", &[], b"{}").expect("on the kept connection");
+    assert_eq!(on_kept.status, 200);
+    assert_eq!(on_kept.header("connection"), Some("close"));
+    assert_eq!(kept.reopened, 0);
+    // New connections are still accepted and served (each told to close).
+    let mut answered = 0;
+    while t0.elapsed() < Duration::from_millis(2_500) {
+        let r = post(proxy.addr, "/", &[], b"{}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("connection"), Some("close"));
+        verify_with_jsonwebtoken(r.token(), DEMO_SECRET.as_bytes());
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answered >= 10, "{answered}");
+    // After the delay the listeners close and the process exits once drained.
+    wait_until("listener closed", Duration::from_secs(3), || {
+        std::net::TcpStream::connect(proxy.addr).is_err()
+    });
+    assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
+    let mut proxy = proxy;
+    wait_until("proxy exit", Duration::from_secs(10), || {
+        proxy.proc.child.try_wait().unwrap().is_some()
+    });
+    assert_eq!(echo.received(), answered + 2);
+}
+
+#[test]
+fn without_a_shutdown_delay_sigterm_closes_the_listeners_at_once() {
+    let (_echo, proxy) = start_stack(&[("DRAIN_IDLE_SECS", "1")]);
+    let t0 = Instant::now();
+    signal(proxy.proc.child.id(), "TERM");
+    wait_until("listener closed", Duration::from_secs(2), || {
+        std::net::TcpStream::connect(proxy.addr).is_err()
+    });
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
