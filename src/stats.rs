@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::decisions::{ReasonInfo, REASONS};
 use crate::record::{Outcome, Record, OUTCOMES};
+use crate::timeline::{Point, Timeline};
 
 /// A monotonic event counter. Each has one row in [`COUNTERS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,18 @@ pub struct CounterInfo {
     pub name: &'static str,
     pub label: &'static str,
     pub help: &'static str,
+    /// The status page section it is shown in.
+    pub group: Group,
+}
+
+/// The sections of the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Traffic,
+    Identity,
+    Upstream,
+    Refusals,
+    Process,
 }
 
 pub const COUNTERS: &[CounterInfo] = &[
@@ -41,60 +54,70 @@ pub const COUNTERS: &[CounterInfo] = &[
         name: "tokens_minted",
         label: "tokens minted",
         help: "Tokens minted.",
+        group: Group::Identity,
     },
     CounterInfo {
         counter: Counter::SpoofAttempts,
         name: "spoof_attempts",
         label: "requests carrying their own x-my-jwt (removed)",
         help: "Requests that carried their own x-my-jwt (removed).",
+        group: Group::Identity,
     },
     CounterInfo {
         counter: Counter::UpstreamErrors,
         name: "upstream_errors",
         label: "upstream errors (502/504)",
         help: "Requests answered 502/504 because of the upstream.",
+        group: Group::Upstream,
     },
     CounterInfo {
         counter: Counter::HeaderTimeouts,
         name: "header_timeouts",
         label: "connections cut: head not received in time",
         help: "Connections closed because a request head did not arrive within CLIENT_HEADER_TIMEOUT_MS.",
+        group: Group::Refusals,
     },
     CounterInfo {
         counter: Counter::MalformedRequests,
         name: "malformed_requests",
         label: "unparseable request heads (bare 400)",
         help: "Request heads that could not be parsed (answered 400 by Pingora, not in requests_total).",
+        group: Group::Refusals,
     },
     CounterInfo {
         counter: Counter::DrainCut,
         name: "drain_cut_requests",
         label: "requests cut at the end of a drain",
         help: "Requests still in flight when a stop or upgrade's grace period ended (no answer sent).",
+        group: Group::Process,
     },
     CounterInfo {
         counter: Counter::UpstreamResolveFailures,
         name: "upstream_resolve_failures",
         label: "failed re-resolutions of the upstream name",
         help: "Re-resolutions of the UPSTREAM_URL host that failed (the last good address is kept).",
+        group: Group::Upstream,
     },
     CounterInfo {
         counter: Counter::AccessLogDropped,
         name: "access_log_dropped_lines",
         label: "access-log lines dropped (stdout not keeping up)",
         help: "Access-log lines dropped because stdout did not take them fast enough (the queue was full).",
+        group: Group::Process,
     },
     CounterInfo {
         counter: Counter::KeyReloads,
         name: "key_reloads",
         label: "keyset reloads applied",
         help: "Keyset reloads applied (SIGHUP or a change of the JWT_KEYS files).",
+        group: Group::Identity,
     },
     CounterInfo {
         counter: Counter::KeyReloadFailures,
         name: "key_reload_failures",
         label: "keyset reloads refused (the keys in use were kept)",
         help: "Keyset reloads refused: the file did not load or broke a rotation rule; the keys in use were kept.",
+        group: Group::Identity,
     },
 ];
 
@@ -155,6 +178,8 @@ pub const SIGNING_BOUNDS_NS: &[u64] = &[
 struct Ring {
     records: VecDeque<Record>,
     bytes: usize,
+    /// Per-minute totals, kept under the same lock.
+    timeline: Timeline,
 }
 
 pub struct Stats {
@@ -217,6 +242,7 @@ impl Stats {
             recent: Mutex::new(Ring {
                 records: VecDeque::with_capacity(recent_cap.min(1024)),
                 bytes: 0,
+                timeline: Timeline::default(),
             }),
             recent_cap,
             recent_budget,
@@ -259,6 +285,8 @@ impl Stats {
         self.request_duration_us.observe(record.duration_us);
         let size = record.size_bytes();
         let mut ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        ring.timeline
+            .record(record.time_unix_ms, record.outcome, record.duration_us);
         ring.bytes += size;
         ring.records.push_back(record);
         while ring.records.len() > self.recent_cap
@@ -303,6 +331,12 @@ impl Stats {
     pub fn recent(&self) -> Vec<Record> {
         let ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         ring.records.iter().rev().cloned().collect()
+    }
+
+    /// The last minutes, oldest first, up to `now_ms`'s.
+    pub fn timeline(&self, now_ms: u64) -> Vec<Point> {
+        let ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        ring.timeline.points(now_ms)
     }
 
     /// `(records, bytes)` held by the recent-requests ring.

@@ -145,8 +145,50 @@ fn hostile_values_are_inert_on_the_status_page() {
             "{tag} shown as text"
         );
     }
-    // And the page still renders its tables: the summary and one row per request.
-    assert!(dom.contains("<table id=\"summary\">"));
+    // And the page still renders its sections and one row per request.
+    for id in [
+        "traffic", "identity", "upstream", "refusals", "keys", "process",
+    ] {
+        assert!(dom.contains(&format!("<table id=\"{id}\">")), "{id}");
+    }
+    // The refused request is counted under its reason.
+    assert!(
+        dom.split("<table id=\"refusals\">")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap()
+            .contains("<code>invalid_user</code>"),
+        "{dom}"
+    );
+    // The charts: a point a minute for the rates; latency points where there were requests.
+    let status = status_json(&proxy);
+    let timeline = status["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 15);
+    let minutes_with_requests = timeline
+        .iter()
+        .filter(|p| p["requests"].as_u64() > Some(0))
+        .count();
+    let total: u64 = timeline
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, status["requests_total"].as_u64().unwrap());
+    let points = |chart: &str, series: &str| {
+        let svg = dom
+            .split(&format!("<svg id=\"{chart}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{chart} missing: {dom}"));
+        let svg = svg.split("</svg>").next().unwrap();
+        svg.matches(&format!("<circle class=\"point\" data-series=\"{series}\""))
+            .count()
+    };
+    assert_eq!(points("chart-rate", "req/s"), 15);
+    assert_eq!(points("chart-errors", "errors %"), 15);
+    assert_eq!(points("chart-latency", "p50"), minutes_with_requests);
+    assert_eq!(points("chart-latency", "p99"), minutes_with_requests);
+    assert!((1..=2).contains(&minutes_with_requests));
     assert!(dom.contains("<table id=\"recent\">"));
     let rows = dom
         .split("<table id=\"recent\">")
