@@ -213,6 +213,24 @@ fn ten_upgrades_under_load_lose_no_request_of_clients_that_never_retry() {
     // Idle clients wait longer than the grace period (3 s) between their requests.
     let clients = load(addr, 8, 2, Duration::from_secs(4), &stop, &era, &seen);
 
+    // A balancer probing readiness through the upgrades: the status port passes to the new
+    // process with the proxy port, and the address never stops being ready.
+    let status: std::net::SocketAddr = format!("127.0.0.1:{}", setup.status_port).parse().unwrap();
+    let probe = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut not) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match std::panic::catch_unwind(|| get(status, "/readyz")) {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => not.push(format!("{} {}", r.status, r.text())),
+                    Err(_) => not.push("no answer".to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (ok, not)
+        })
+    };
     std::thread::sleep(Duration::from_millis(500));
     let mut pids = vec![setup.proxy_pid().unwrap()];
     for i in 0..10 {
@@ -240,6 +258,11 @@ fn ten_upgrades_under_load_lose_no_request_of_clients_that_never_retry() {
         reopened += r;
     }
 
+    let (ready, not_ready) = probe.join().unwrap();
+    assert!(
+        not_ready.is_empty() && ready > 20,
+        "readiness through the upgrades: {ready} ready, not: {not_ready:?}"
+    );
     let seen = seen.lock().unwrap();
     assert!(
         seen.failures.is_empty(),
