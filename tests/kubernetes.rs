@@ -963,6 +963,10 @@ fn every_variable_set_is_one_jwt_proxy_reads_and_the_configuration_checks_ok() {
         out.status.success() && said.contains("configuration OK"),
         "jwt-proxy -t with the pod's configuration and environment: {said}"
     );
+    assert!(
+        said.contains("PUBLIC DEMO KEY"),
+        "the shipped key is the public demo key, which jwt-proxy must flag at start: {said}"
+    );
     // The status address is beyond loopback: without the Secret's token it would not start.
     let mut no_token = env.clone();
     no_token.remove("STATUS_TOKEN_FILE");
