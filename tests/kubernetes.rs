@@ -27,11 +27,6 @@ const BASE: &str = "deploy/kubernetes";
 /// pinned kubernetes-validate knows.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.27.0", "1.37.0"];
 
-/// Variables the Deployment sets that this build may not read yet: SHUTDOWN_DELAY_SECS (after
-/// SIGTERM, `/readyz` answers 503 for this long before the drain) is being added to jwt-proxy.
-/// jwt-proxy ignores a variable it does not know, so the base works with either build.
-const COMING_SETTINGS: &[&str] = &["SHUTDOWN_DELAY_SECS"];
-
 /// Settings that carry a secret as their value: never set in the manifest or the ConfigMap.
 const SECRET_VALUES: [&str; 3] = ["JWT_SECRET", "STATUS_TOKEN", "BEARER_SECRET"];
 
@@ -944,7 +939,7 @@ fn every_variable_set_is_one_jwt_proxy_reads_and_the_configuration_checks_ok() {
         .collect();
     for (name, _) in m.env() {
         assert!(
-            settings.contains(&name.as_str()) || COMING_SETTINGS.contains(&name.as_str()),
+            settings.contains(&name.as_str()),
             "the Deployment sets {name}, which jwt-proxy does not read (it ignores unknown variables: a typo would pass unnoticed)"
         );
     }
