@@ -18,12 +18,18 @@ deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake >/dev/null; }
 
-# What only the tests need: headless Chromium for the status-page browser test.
+# What only the tests need: headless Chromium for the status-page browser test, and HAProxy
+# for the rolling restart behind a balancer (tests/balancer.rs runs /usr/sbin/haproxy, which is
+# not on a non-root user's PATH: hence the path, not `command -v`).
 test-deps: deps
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (the status-page browser test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/sbin/haproxy || { \
+	  echo "installing haproxy (the rolling restart behind a balancer)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq haproxy >/dev/null; }
 
 build: deps
 	$(CARGO) build --release --bins

@@ -125,8 +125,17 @@ pub struct Proxy {
 
 /// Start jwt-proxy in front of `upstream_url` with extra settings.
 pub fn start_proxy(upstream_url: &str, env: &[(&str, &str)]) -> Proxy {
-    let port = free_port();
-    let status_port = free_port();
+    start_proxy_on(free_port(), free_port(), upstream_url, env)
+}
+
+/// Start jwt-proxy on chosen proxy and status ports (a replica restarted on the ports a
+/// balancer knows it by).
+pub fn start_proxy_on(
+    port: u16,
+    status_port: u16,
+    upstream_url: &str,
+    env: &[(&str, &str)],
+) -> Proxy {
     let mut all: Vec<(&str, String)> = vec![
         ("LISTEN_ADDR", "127.0.0.1".into()),
         ("HTTP_PORT", port.to_string()),
