@@ -274,28 +274,31 @@ impl JwtProxy {
         Ok(())
     }
 
-    /// Once a drain has begun Pingora closes each connection after its current answer, which
-    /// would drop requests the client already pipelined behind it (received, never answered).
-    /// While more are buffered, keep the connection for them; the last one gets the close.
-    /// So does the wait of `SHUTDOWN_DELAY_SECS` before a drain: each connection closes after
-    /// its next answer, so that a balancer has none left open to this process when its
-    /// listeners close.
+    /// Once a drain has begun every answer closes its connection, so the client moves on
+    /// (Pingora does this only for requests that began after the drain did; one in flight at
+    /// that moment would be answered keep-alive and then cut). Requests the client already
+    /// pipelined behind it (received, never answered) would be dropped by that close: while
+    /// more are buffered, the connection is kept for them and the last one gets the close.
+    /// The wait of `SHUTDOWN_DELAY_SECS` changes nothing here: connections kept open through
+    /// it are drained like any other, and closing them early would only send their clients
+    /// to connect again just before the listeners close.
     fn keep_open_for_pipelined(&self, session: &mut Session, wire_len: Option<u64>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let draining = self.stats.draining.load(Relaxed);
-        if !draining && !self.stats.stopping.load(Relaxed)
+        if !self
+            .stats
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
             || client_wants_close(session.req_header())
         {
             return;
         }
-        if !draining {
-            session.set_keepalive(None);
-        } else if session.get_keepalive().is_some() {
-            return;
-        }
-        // A chunked request's length on the wire is not known here: whether a request follows
-        // it cannot be told, so its connection stays open (and is closed with the idle ones).
-        if wire_len.is_none_or(|n| header_timeout::more_buffered(session, n)) {
+        session.set_keepalive(None);
+        let more = match wire_len {
+            Some(n) => header_timeout::more_buffered(session, n),
+            // A chunked request's length on the wire is not counted: the bytes last read
+            // tell whether its body was the last thing received.
+            None => !header_timeout::ended_with_chunked_body(session),
+        };
+        if more {
             session.set_keepalive(Some(self.client_keepalive_secs));
         }
     }

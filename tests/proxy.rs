@@ -779,8 +779,9 @@ fn requests_split_anywhere_on_an_idle_keepalive_connection_arrive_whole() {
     }
     let two = [request("pipelined-1"), request("pipelined-2")].concat();
     s.write_all(&two).unwrap();
+    let mut answers = ResponseReader::default();
     for user in ["pipelined-1", "pipelined-2"] {
-        let (resp, _) = read_one(&mut s).unwrap();
+        let (resp, _) = answers.next(&mut s).unwrap();
         check(&resp, user);
     }
 }
@@ -806,10 +807,13 @@ fn requests_pipelined_behind_a_chunked_one_are_answered_at_once() {
         [chunked.to_string(), chunked.to_string(), known(7), known(8)].concat(),
     ];
     let mut answered = 0;
+    let mut answers = ResponseReader::default();
     for batch in batches {
         s.write_all(batch.as_bytes()).unwrap();
         for _ in 0..4 {
-            let (resp, close) = read_one(&mut s).expect("every pipelined request is answered");
+            let (resp, close) = answers
+                .next(&mut s)
+                .expect("every pipelined request is answered");
             assert_eq!(resp.status, 200);
             assert!(!close);
             answered += 1;

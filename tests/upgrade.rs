@@ -432,7 +432,12 @@ fn a_request_in_flight_at_sigterm_still_gets_its_answer() {
     let (echo, proxy) = start_stack(&[]);
     let addr = proxy.addr;
     let slow =
-        std::thread::spawn(move || post(addr, "/?delay_ms=1500", &[("x-user", "slow")], b"{}"));
+        // A keep-alive client: it does not ask for the close itself.
+        std::thread::spawn(move || {
+            KeepAlive::new(addr)
+                .post("/?delay_ms=1500", &[("x-user", "slow")], b"{}")
+                .unwrap()
+        });
     wait_until("request in flight", Duration::from_secs(5), || {
         status_json(&proxy)["in_flight"] == 1
     });
@@ -441,6 +446,8 @@ fn a_request_in_flight_at_sigterm_still_gets_its_answer() {
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["x_my_jwt"]["valid"], true);
+    // Answered after the drain's idle window: keep-alive would be a promise the drain breaks.
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
     assert!(
         t0.elapsed() >= Duration::from_millis(1000),
         "it really was in flight when TERM came"
@@ -586,22 +593,28 @@ fn after_sigterm_readyz_says_503_while_the_proxy_still_accepts_for_the_shutdown_
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["stopping"], true, "{}", r.text());
     assert_eq!(r.json()["draining"], false, "{}", r.text());
-    // A request on a kept connection is answered, and told to close the connection.
+    // A request on a kept connection is answered, and the connection kept: closing it now
+    // would only send the client to connect again just before the listeners close.
     let on_kept = kept.post("/", &[], b"{}").expect("on the kept connection");
     assert_eq!(on_kept.status, 200);
-    assert_eq!(on_kept.header("connection"), Some("close"));
+    assert_ne!(on_kept.header("connection"), Some("close"));
     assert_eq!(kept.reopened, 0);
-    // New connections are still accepted and served (each told to close).
+    // New connections are still accepted and served.
     let mut answered = 0;
     while t0.elapsed() < Duration::from_millis(2_500) {
         let r = post(proxy.addr, "/", &[], b"{}");
         assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(r.header("connection"), Some("close"));
         verify_with_jsonwebtoken(r.token(), DEMO_SECRET.as_bytes());
         answered += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(answered >= 10, "{answered}");
+    // The kept connection is drained like any other: its next answer closes it.
+    std::thread::sleep(Duration::from_millis(800));
+    let drained = kept.post("/", &[], b"{}").expect("in the drain");
+    assert_eq!(drained.status, 200);
+    assert_eq!(drained.header("connection"), Some("close"));
+    assert_eq!(kept.reopened, 0);
     // After the delay the listeners close and the process exits once drained.
     wait_until("listener closed", Duration::from_secs(3), || {
         std::net::TcpStream::connect(proxy.addr).is_err()
@@ -611,7 +624,7 @@ fn after_sigterm_readyz_says_503_while_the_proxy_still_accepts_for_the_shutdown_
     wait_until("proxy exit", Duration::from_secs(10), || {
         proxy.proc.child.try_wait().unwrap().is_some()
     });
-    assert_eq!(echo.received(), answered + 2);
+    assert_eq!(echo.received(), answered + 3);
 }
 
 #[test]
@@ -623,4 +636,26 @@ fn without_a_shutdown_delay_sigterm_closes_the_listeners_at_once() {
         std::net::TcpStream::connect(proxy.addr).is_err()
     });
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn a_client_posting_chunked_bodies_one_after_another_gets_its_close_in_a_drain() {
+    let (echo, proxy) = drain_stack();
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let chunked =
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    s.write_all(chunked).unwrap();
+    let (first, close) = read_one(&mut s).unwrap();
+    assert_eq!(first.status, 200);
+    assert!(!close);
+    signal(proxy.proc.child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    // Its next chunked request is answered and closes the connection, so the client does not
+    // post into a connection the drain will cut when its idle window ends.
+    s.write_all(chunked).unwrap();
+    let (next, close) = read_one(&mut s).expect("answered");
+    assert_eq!(next.status, 200);
+    assert!(close, "the answer in the drain closes: {:?}", next.headers);
+    assert_eq!(echo.received(), 2);
 }

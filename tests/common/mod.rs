@@ -476,35 +476,55 @@ impl KeepAlive {
 }
 
 /// One response from a keep-alive stream: `(response, server will close)`, or the number of
-/// response bytes read before the error.
+/// response bytes read before the error. For one request at a time: bytes after the response
+/// are an error (a pipelining client reads with [`ResponseReader`]).
 pub fn read_one(s: &mut TcpStream) -> Result<(Response, bool), (usize, String)> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => return Err((buf.len(), "connection closed".into())),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err((buf.len(), e.to_string())),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or((buf.len(), "no content-length".to_string()))?;
-    while buf.len() < head_end + len {
-        match s.read(&mut chunk) {
-            Ok(0) => return Err((buf.len(), "closed mid-body".into())),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err((buf.len(), e.to_string())),
-        }
+    let mut r = ResponseReader::default();
+    let got = r.next(s)?;
+    if !r.buf.is_empty() {
+        return Err((r.buf.len(), "bytes after the response".into()));
     }
-    let close = head.contains("\r\nconnection: close");
-    Ok((parse_response(&buf[..head_end + len]), close))
+    Ok(got)
+}
+
+/// Reads responses one after another from a stream, keeping what one read returned beyond a
+/// response for the next (pipelined answers often arrive in one read).
+#[derive(Default)]
+pub struct ResponseReader {
+    buf: Vec<u8>,
+}
+
+impl ResponseReader {
+    pub fn next(&mut self, s: &mut TcpStream) -> Result<(Response, bool), (usize, String)> {
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) => return Err((self.buf.len(), "connection closed".into())),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err((self.buf.len(), e.to_string())),
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or((self.buf.len(), "no content-length".to_string()))?;
+        while self.buf.len() < head_end + len {
+            match s.read(&mut chunk) {
+                Ok(0) => return Err((self.buf.len(), "closed mid-body".into())),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err((self.buf.len(), e.to_string())),
+            }
+        }
+        let close = head.contains("\r\nconnection: close");
+        let rest = self.buf.split_off(head_end + len);
+        let resp = parse_response(&std::mem::replace(&mut self.buf, rest));
+        Ok((resp, close))
+    }
 }
 
 /// Send a signal to a process (via kill(1), to keep the tests free of unsafe code).
