@@ -436,13 +436,13 @@ mod tests {
             .write_all(b"POST / HTTP/1.1\r\n\r\n2\r\n{}\r\n0\r")
             .await
             .unwrap();
-        g.read(&mut buf).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 28);
         assert_ne!(g.tail.load(Relaxed), end);
         client.write_all(b"\n\r\n").await.unwrap(); // the end, split across reads
-        g.read(&mut buf).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 3);
         assert_eq!(g.tail.load(Relaxed), end);
         client.write_all(b"P").await.unwrap(); // a next request behind it
-        g.read(&mut buf).await.unwrap();
+        assert_eq!(g.read(&mut buf).await.unwrap(), 1);
         assert_ne!(g.tail.load(Relaxed), end);
         assert_eq!(shift_tail(0, b"xx0\r\n\r\n"), end);
     }
