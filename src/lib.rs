@@ -26,6 +26,7 @@ pub mod rotation;
 pub mod shutdown;
 pub mod stats;
 pub mod status;
+pub mod status_page;
 pub mod timeline;
 pub mod upstream;
 pub mod verification;
