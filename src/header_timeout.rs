@@ -74,9 +74,6 @@ pub struct HeadGuard {
     /// hold several pipelined requests), so the connection is never taken for idle, and takes
     /// "nothing more buffered" only from an exact byte count (`more_buffered`).
     framing_lost: AtomicBool,
-    /// The last 5 bytes read (oldest in the highest byte): whether the connection's input
-    /// ended with the end of a chunked body.
-    tail: AtomicU64,
     stats: Arc<Stats>,
 }
 
@@ -97,7 +94,6 @@ impl HeadGuard {
             has_unread: AtomicBool::new(false),
             quiet: AtomicBool::new(true),
             framing_lost: AtomicBool::new(false),
-            tail: AtomicU64::new(0),
             stats,
         }
     }
@@ -201,24 +197,6 @@ pub fn more_buffered(session: &Session, wire_len: u64) -> bool {
     })
 }
 
-/// The last chunk of a chunked body with no trailer.
-const CHUNKED_END: &[u8; 5] = b"0\r\n\r\n";
-
-/// Whether the bytes last received on this session's connection are the end of a chunked
-/// body (`0` CRLF CRLF), so that nothing of a next request came after it. Exact for a client
-/// that waits for each answer; a pipelined next request is taken for "more" unless it is
-/// itself a whole chunked request without trailers.
-pub fn ended_with_chunked_body(session: &Session) -> bool {
-    HeadGuard::guard_of(session).is_some_and(|g| g.tail.load(Relaxed) == shift_tail(0, CHUNKED_END))
-}
-
-fn shift_tail(tail: u64, bytes: &[u8]) -> u64 {
-    let from = bytes.len().saturating_sub(CHUNKED_END.len());
-    bytes[from..]
-        .iter()
-        .fold(tail, |t, b| ((t << 8) | u64::from(*b)) & 0xff_ffff_ffff)
-}
-
 /// The request is finished: the next byte on this connection starts a new head. `wire_len`:
 /// the request's head and body as framed on the wire, when known; with it, bytes already
 /// received beyond this request are the start of the next head, whose deadline starts now.
@@ -269,8 +247,6 @@ impl AsyncRead for HeadGuard {
         if got > 0 {
             this.read_total.fetch_add(got, Relaxed);
             this.quiet.store(false, Relaxed);
-            let t = shift_tail(this.tail.load(Relaxed), &buf.filled()[before..]);
-            this.tail.store(t, Relaxed);
         }
         if this.phase.load(Relaxed) == HEAD_BUFFERED {
             this.phase.store(HEAD, Relaxed);
@@ -425,26 +401,6 @@ mod tests {
             stats.clone(),
         );
         (g, theirs, stats)
-    }
-
-    #[tokio::test]
-    async fn the_tail_is_the_last_five_bytes_read() {
-        let (mut g, mut client, _) = guard(1000);
-        let mut buf = [0u8; 64];
-        let end = shift_tail(0, CHUNKED_END);
-        client
-            .write_all(b"POST / HTTP/1.1\r\n\r\n2\r\n{}\r\n0\r")
-            .await
-            .unwrap();
-        assert_eq!(g.read(&mut buf).await.unwrap(), 28);
-        assert_ne!(g.tail.load(Relaxed), end);
-        client.write_all(b"\n\r\n").await.unwrap(); // the end, split across reads
-        assert_eq!(g.read(&mut buf).await.unwrap(), 3);
-        assert_eq!(g.tail.load(Relaxed), end);
-        client.write_all(b"P").await.unwrap(); // a next request behind it
-        assert_eq!(g.read(&mut buf).await.unwrap(), 1);
-        assert_ne!(g.tail.load(Relaxed), end);
-        assert_eq!(shift_tail(0, b"xx0\r\n\r\n"), end);
     }
 
     #[tokio::test(start_paused = true)]
