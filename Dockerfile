@@ -28,7 +28,8 @@ COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --bins \
  && mkdir -p /out \
- && cp target/release/jwt-proxy target/release/jwt-post target/release/protected-echo /out/
+ && cp target/release/jwt-proxy target/release/jwt-post target/release/protected-echo /out/ \
+ && strip --strip-debug /out/*
 
 FROM debian:bookworm-slim AS runtime
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin jwtproxy
