@@ -66,9 +66,6 @@ pub struct HeadGuard {
     /// the next reads return them first. `has_unread` avoids the lock on every other read.
     unread: Mutex<Vec<u8>>,
     has_unread: AtomicBool,
-    /// Known to hold nothing of a next request: a new connection, or one whose last request
-    /// ended with every byte read accounted for.
-    quiet: AtomicBool,
     /// A request of unknown length on the wire (chunked) has ended on this connection: from
     /// then on, how much Pingora holds past the requests it has finished is not known (it may
     /// hold several pipelined requests), so the connection is never taken for idle, and takes
@@ -92,7 +89,6 @@ impl HeadGuard {
             partial: AtomicBool::new(false),
             unread: Mutex::new(Vec::new()),
             has_unread: AtomicBool::new(false),
-            quiet: AtomicBool::new(true),
             framing_lost: AtomicBool::new(false),
             stats,
         }
@@ -100,8 +96,12 @@ impl HeadGuard {
 
     /// Nothing of a next request has been received on this connection (its previous request,
     /// if any, is finished): the connection is idle.
+    /// Derived from the counts: every byte read (bytes kept unread included) belongs to a
+    /// finished request (a new connection has read none), and the count is exact (no chunked
+    /// request has broken it).
     pub fn is_idle(&self) -> bool {
-        self.quiet.load(Relaxed) && !self.has_unread.load(Relaxed)
+        !self.framing_lost.load(Relaxed)
+            && self.read_total.load(Relaxed) <= self.consumed.load(Relaxed)
     }
 
     /// Pingora writes while a head is still being received only to refuse a head it could not
@@ -213,8 +213,6 @@ pub fn request_done(session: &Session, wire_len: Option<u64>) {
     if wire_len.is_none() {
         g.framing_lost.store(true, Relaxed);
     }
-    g.quiet
-        .store(!g.framing_lost.load(Relaxed) && read <= consumed, Relaxed);
     if read > consumed {
         g.phase.store(HEAD_BUFFERED, Relaxed);
         g.head_begun();
@@ -246,7 +244,6 @@ impl AsyncRead for HeadGuard {
         let got = (buf.filled().len() - before) as u64;
         if got > 0 {
             this.read_total.fetch_add(got, Relaxed);
-            this.quiet.store(false, Relaxed);
         }
         if this.phase.load(Relaxed) == HEAD_BUFFERED {
             this.phase.store(HEAD, Relaxed);

@@ -645,5 +645,12 @@ fn a_rolling_restart_behind_haproxy_loses_no_request_of_clients_that_never_retry
             let down = down.unwrap_or_else(|| panic!("HAProxy never marked {kid} down"));
             assert!(down < Duration::from_secs(2), "{kid}: DOWN after {down:?}");
         }
+        // So no request needed HAProxy's retry of a refused connection: the clients' zero
+        // comes from the readiness delay, not from the balancer papering over refusals.
+        assert_eq!(
+            (backend["wretr"].as_str(), backend["wredis"].as_str()),
+            ("0", "0"),
+            "{haproxy_figures}"
+        );
     }
 }

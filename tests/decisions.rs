@@ -113,42 +113,34 @@ fn each_kind_of_request_moves_its_own_decision_counter_once() {
     moves_once(s, ("rejected", "headers_too_large"), || {
         expect(431, post(a, "/", &[("x-big", &"b".repeat(5000))], b"{}"))
     });
-    moves_once(s, ("rejected", "invalid_framing"), || {
-        expect(
+    // Raw heads the helpers cannot send: (reason, status, bytes).
+    let raw_cases: [(&str, u16, &[u8]); 4] = [
+        (
+            "invalid_framing",
             400,
-            send_raw(
-                a,
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            ),
-        )
-    });
-    moves_once(s, ("rejected", "invalid_target"), || {
-        expect(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "invalid_target",
             400,
-            send_raw(
-                a,
-                b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            ),
-        )
-    });
-    moves_once(s, ("rejected", "bad_request"), || {
-        expect(
+            b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "bad_request",
             400,
-            send_raw(
-                a,
-                b"POST / HTTP/1.1\r\nHost: h\r\nConnection: x-forwarded-for\r\nContent-Length: 12\r\n\r\n{\"user\":\"u\"}",
-            ),
-        )
-    });
-    moves_once(s, ("rejected", "request_timeout"), || {
-        expect(
+            b"POST / HTTP/1.1\r\nHost: h\r\nConnection: x-forwarded-for\r\nContent-Length: 12\r\n\r\n{\"user\":\"u\"}",
+        ),
+        (
+            "request_timeout",
             408,
-            send_raw(
-                a,
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user\":",
-            ),
-        )
-    });
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user\":",
+        ),
+    ];
+    for (reason, status, bytes) in raw_cases {
+        moves_once(s, ("rejected", reason), || {
+            expect(status, send_raw(a, bytes))
+        });
+    }
     moves_once(s, ("upstream_error", "upstream_timeout"), || {
         expect(504, post(a, "/?delay_ms=3000", &[], br#"{"user":"u"}"#))
     });
