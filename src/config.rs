@@ -276,6 +276,12 @@ impl UpstreamUrl {
     pub fn url(&self) -> String {
         format!("http://{}{}", self.authority, self.target(None))
     }
+
+    /// The URL as logged and shown (`/readyz` needs no token): query values redacted like a
+    /// request's, since an upstream's query may carry a key.
+    pub fn shown_url(&self) -> String {
+        crate::record::shown_path(self.url().as_bytes())
+    }
 }
 
 /// Where the signing keys come from and the rules of their rotation.
@@ -1252,6 +1258,14 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.status_listen, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(c.upstream.url(), "http://127.0.0.1:9000/protected");
+        let q = ok(
+            "",
+            &[("UPSTREAM_URL", "http://127.0.0.1:9000/p?api_key=SECRETQ&x")],
+        );
+        assert_eq!(
+            q.upstream.shown_url(),
+            "http://127.0.0.1:9000/p?api_key=[redacted]&[redacted]"
+        );
         assert!(c.keys.is_demo());
         assert_eq!(c.bearer_key.as_ref(), Some(c.hmac()));
         assert!(c.bearer_key_is_signing_key);

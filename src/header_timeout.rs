@@ -71,6 +71,9 @@ pub struct HeadGuard {
     /// hold several pipelined requests), so the connection is never taken for idle, and takes
     /// "nothing more buffered" only from an exact byte count (`more_buffered`).
     framing_lost: AtomicBool,
+    /// How many of the last bytes read are CR or LF. Empty lines between requests are ignored
+    /// (RFC 9112 2.2, and Pingora does): a surplus of only these is no next request.
+    blank_tail: AtomicU64,
     stats: Arc<Stats>,
 }
 
@@ -90,6 +93,7 @@ impl HeadGuard {
             unread: Mutex::new(Vec::new()),
             has_unread: AtomicBool::new(false),
             framing_lost: AtomicBool::new(false),
+            blank_tail: AtomicU64::new(0),
             stats,
         }
     }
@@ -100,8 +104,12 @@ impl HeadGuard {
     /// finished request (a new connection has read none), and the count is exact (no chunked
     /// request has broken it).
     pub fn is_idle(&self) -> bool {
-        !self.framing_lost.load(Relaxed)
-            && self.read_total.load(Relaxed) <= self.consumed.load(Relaxed)
+        !self.framing_lost.load(Relaxed) && !self.more_after(self.consumed.load(Relaxed))
+    }
+
+    /// Bytes beyond stream offset `end` were read that are not just empty lines.
+    fn more_after(&self, end: u64) -> bool {
+        self.read_total.load(Relaxed) > end + self.blank_tail.load(Relaxed)
     }
 
     /// Pingora writes while a head is still being received only to refuse a head it could not
@@ -185,14 +193,11 @@ pub fn head_received(session: &Session) {
 /// common case) still gets its close in a drain, a pipelining one is kept open.
 pub fn more_buffered(session: &Session, wire_len: u64) -> bool {
     HeadGuard::guard_of(session).is_some_and(|g| {
-        let (read, end) = (
-            g.read_total.load(Relaxed),
-            g.consumed.load(Relaxed) + wire_len,
-        );
+        let end = g.consumed.load(Relaxed) + wire_len;
         if g.framing_lost.load(Relaxed) {
-            read != end
+            g.read_total.load(Relaxed) < end || g.more_after(end)
         } else {
-            read > end
+            g.more_after(end)
         }
     })
 }
@@ -244,6 +249,18 @@ impl AsyncRead for HeadGuard {
         let got = (buf.filled().len() - before) as u64;
         if got > 0 {
             this.read_total.fetch_add(got, Relaxed);
+            let new = &buf.filled()[before..];
+            let blank = new
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count() as u64;
+            let tail = if blank == got {
+                this.blank_tail.load(Relaxed) + blank
+            } else {
+                blank
+            };
+            this.blank_tail.store(tail, Relaxed);
         }
         if this.phase.load(Relaxed) == HEAD_BUFFERED {
             this.phase.store(HEAD, Relaxed);

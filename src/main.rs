@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.listen,
         config.status_listen,
-        config.upstream.url(),
+        config.upstream.shown_url(),
         config.user_source
     );
     match &config.keys.path {
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         pid: std::process::id(),
         worker_threads: config.server.threads,
         listen: config.listen,
-        upstream_url: config.upstream.url(),
+        upstream_url: config.upstream.shown_url(),
         upstream: upstream.clone(),
         connect_timeout: config.connect_timeout,
         status_token: config.status_token.clone(),

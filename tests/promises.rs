@@ -613,3 +613,20 @@ fn expect_100_continue_is_answered_when_the_proxy_reads_the_body() {
     );
     assert_eq!(echo.received(), 1);
 }
+
+#[test]
+fn a_query_in_upstream_url_is_forwarded_but_never_shown() {
+    let echo = start_echo(&[]);
+    let url = format!("http://{}/protected?api_key=SECRETQ", echo.addr);
+    let proxy = start_proxy(&url, &[]);
+    let r = post(proxy.addr, "/?c=1", &[("x-user", "u")], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The upstream gets its query (and the client's).
+    assert!(r.text().contains("api_key=SECRETQ"), "{}", r.text());
+    // /readyz needs no token; neither it nor the token-guarded pages show the value.
+    for path in ["/readyz", "/status.json", "/status"] {
+        let page = get(proxy.status, path).text();
+        assert!(!page.contains("SECRETQ"), "{path}: {page}");
+        assert!(page.contains("api_key=[redacted]"), "{path}: {page}");
+    }
+}

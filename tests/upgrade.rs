@@ -660,3 +660,26 @@ fn chunked_requests_pipelined_during_a_drain_are_all_answered() {
     }
     assert_eq!(echo.received(), 4);
 }
+
+#[test]
+fn a_client_ending_each_request_with_an_empty_line_gets_its_close_in_a_drain() {
+    // RFC 9112 2.2: an empty line before a request is ignored; it is no next request, so
+    // it must not keep the connection open through the drain (it did, until the drain cut it).
+    let (echo, proxy) = drain_stack();
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}\r\n";
+    for _ in 0..3 {
+        s.write_all(req).unwrap();
+        let (r, close) = read_one(&mut s).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(!close);
+    }
+    signal(proxy.proc.child.id(), "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(req).unwrap();
+    let (next, close) = read_one(&mut s).expect("answered");
+    assert_eq!(next.status, 200);
+    assert!(close, "the answer in the drain closes: {:?}", next.headers);
+    assert_eq!(echo.received(), 4);
+}
