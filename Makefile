@@ -18,9 +18,10 @@ deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake >/dev/null; }
 
-# What only the tests need: headless Chromium for the status-page browser test, and HAProxy
+# What only the tests need: headless Chromium for the status-page browser test, HAProxy
 # for the rolling restart behind a balancer (tests/balancer.rs runs /usr/sbin/haproxy, which is
-# not on a non-root user's PATH: hence the path, not `command -v`).
+# not on a non-root user's PATH: hence the path, not `command -v`), and a container engine for
+# tests/container.rs (podman, where no Docker engine answers; see scripts/container.sh).
 test-deps: deps
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (the status-page browser test)"; \
@@ -30,6 +31,7 @@ test-deps: deps
 	  echo "installing haproxy (the rolling restart behind a balancer)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq haproxy >/dev/null; }
+	@scripts/container.sh setup
 
 build: deps
 	$(CARGO) build --release --bins
@@ -70,14 +72,20 @@ client:
 	@[ -x $(BIN)/jwt-post ] || $(CARGO) build --release --bin jwt-post
 	$(BIN)/jwt-post http://127.0.0.1:$(HTTP_PORT)/ --user demo-user --data '{"hello":"world"}'
 
+# The image and the compose stack, with Docker where its engine answers, else podman and
+# podman-compose (scripts/container.sh; podman-compose comes from .venv). `make up` builds and
+# starts the stack in the background; `make down` stops the proxy first (it drains), then the rest.
+CONTAINER_DEPS = $(if $(shell scripts/container.sh engine 2>/dev/null | grep -x docker),,$(PY))
+.SECONDEXPANSION:
 docker-build:
-	docker build -t jwt-proxy:latest .
+	scripts/container.sh setup
+	scripts/container.sh build
 
-up:
-	docker compose up --build
+up: $$(CONTAINER_DEPS)
+	scripts/container.sh up
 
-down:
-	docker compose down
+down: $$(CONTAINER_DEPS)
+	scripts/container.sh down
 
 bench: deps
 	$(CARGO) bench --bench mint

@@ -70,8 +70,10 @@ prune() {
     for p in "${children[@]}"; do alive "$p" && live+=("$p"); done
     children=("${live[@]}")
 }
+# (Quietly: at start jwt-proxy may not have made the pid file's directory yet, and then there
+# is no earlier state file to replace either.)
 state() {
-    echo "$started $finished $result" >"$PID_FILE.upgrades.tmp" 2>/dev/null &&
+    { echo "$started $finished $result" >"$PID_FILE.upgrades.tmp"; } 2>/dev/null &&
         mv "$PID_FILE.upgrades.tmp" "$PID_FILE.upgrades"
 }
 # finish ok|failed MESSAGE: record the outcome of the upgrade in progress.

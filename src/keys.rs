@@ -147,6 +147,21 @@ pub fn read_secret_file(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// What to do about a file this process may not read. The usual case is a container: a compose
+/// secret or a bind mount keeps the host file's owner and mode, and the image runs as uid 10001.
+fn permission_hint(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = crate::config::effective_uid().map_or("?".to_string(), |u| u.to_string());
+    let whose = std::fs::metadata(path).map_or(String::new(), |m| {
+        format!(" (owner uid {}, mode {:04o})", m.uid(), m.mode() & 0o7777)
+    });
+    format!(
+        ": jwt-proxy runs as uid {uid} and must be able to read the file{whose}: make uid {uid} \
+         its owner and keep it private (`chown {uid} FILE && chmod 0400 FILE`); a compose \
+         secret or a bind mount keeps the host file's owner and mode"
+    )
+}
+
 /// Largest key, token or keyset file read.
 pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
@@ -161,7 +176,12 @@ pub fn read_regular_file(path: &Path, max: u64) -> Result<String, String> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| cannot(&e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{}{}", cannot(&e), permission_hint(path))
+            }
+            _ => cannot(&e),
+        })?;
     if !f.metadata().map_err(|e| cannot(&e))?.is_file() {
         return Err(cannot(&"not a regular file"));
     }

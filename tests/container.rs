@@ -1,0 +1,553 @@
+//! The image and the compose stack, run for real: `scripts/container.sh` (Docker where its
+//! engine answers, else podman and podman-compose, with stand-in base images where none can be
+//! pulled) builds the image from the Dockerfile and brings `docker-compose.yml` up on free host
+//! ports. Then, with clients that never re-send a request:
+//! - both health checks pass; a POST through the published port gets a token that verifies with
+//!   the compose secret and that the upstream received; the status port is on the host's
+//!   loopback only;
+//! - the kid and user source change the two ways the README gives: a variable under
+//!   `environment:` (a new container), and a mounted configuration file plus a HUP (an upgrade
+//!   in place, under load: nothing fails);
+//! - `scripts/container.sh down` (what `make down` runs) under load: every request sent is
+//!   answered, the proxy exits within `stop_grace_period`, and nothing of the stack is left;
+//! - a key file only root may read: the proxy refuses to start and its log says what to do.
+//!
+//! Skipped, saying so, only where neither a Docker engine nor podman is present (`make test`
+//! installs podman where there is no Docker engine).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CLIENTS: usize = 6;
+
+fn script() -> PathBuf {
+    manifest_dir().join("scripts/container.sh")
+}
+
+/// `scripts/container.sh ARGS` with the test venv's podman-compose.
+fn container_sh(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(script());
+    cmd.args(args).current_dir(manifest_dir());
+    if let Some(venv) = std::env::var_os("JWT_PROXY_PYTHON").map(PathBuf::from) {
+        cmd.env(
+            "PODMAN_COMPOSE",
+            venv.parent().unwrap().join("podman-compose"),
+        );
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// One compose project on its own host ports.
+struct Stack {
+    engine: String,
+    project: String,
+    files: Vec<PathBuf>,
+    env: Vec<(&'static str, String)>,
+    http: SocketAddr,
+    status: SocketAddr,
+}
+
+impl Stack {
+    fn new(engine: &str, name: &str, env: &[(&'static str, String)]) -> Stack {
+        let (http, status) = (free_port(), free_port());
+        let mut all = vec![
+            ("HTTP_PORT", http.to_string()),
+            ("STATUS_PORT", status.to_string()),
+        ];
+        all.extend_from_slice(env);
+        Stack {
+            engine: engine.to_string(),
+            project: format!("jwtp-{name}-{}", std::process::id()),
+            files: vec![manifest_dir().join("docker-compose.yml")],
+            env: all,
+            http: ([127, 0, 0, 1], http).into(),
+            status: ([127, 0, 0, 1], status).into(),
+        }
+    }
+
+    /// Compose's own options: the project and its files.
+    fn opts(&self) -> Vec<String> {
+        let mut o = vec!["-p".to_string(), self.project.clone()];
+        for f in &self.files {
+            o.push("-f".into());
+            o.push(f.display().to_string());
+        }
+        o
+    }
+
+    fn run(&self, verb: &str, args: &[&str]) -> Output {
+        let mut all: Vec<String> = vec![verb.to_string()];
+        all.extend(self.opts());
+        all.extend(args.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        container_sh(&refs, &self.env)
+    }
+
+    fn compose(&self, args: &[&str]) -> Output {
+        let out = self.run("compose", args);
+        assert_success(&out, &format!("compose {args:?}"));
+        out
+    }
+
+    fn engine(&self, args: &[&str]) -> Output {
+        Command::new(&self.engine).args(args).output().unwrap()
+    }
+
+    /// The running container of a service (compose labels it the same way on both engines).
+    fn container(&self, service: &str) -> String {
+        let out = self.engine(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ]);
+        let ids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            !ids.is_empty() && !ids.contains('\n'),
+            "one running {service} container, got {ids:?}"
+        );
+        ids
+    }
+
+    /// Every container of the project, running or not.
+    fn all_containers(&self) -> String {
+        let out = self.engine(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Status}}",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The service's compose health check passes. podman without systemd schedules no checks,
+    /// so there the check is run on demand (`podman healthcheck run`); Docker runs its own.
+    fn healthy(&self, service: &str) -> bool {
+        let id = self.container(service);
+        if self.engine == "podman" {
+            self.engine(&["healthcheck", "run", &id]).status.success()
+        } else {
+            let out = self.engine(&["inspect", "-f", "{{.State.Health.Status}}", &id]);
+            String::from_utf8_lossy(&out.stdout).trim() == "healthy"
+        }
+    }
+
+    fn wait_healthy(&self) {
+        let t0 = Instant::now();
+        for service in ["upstream", "proxy"] {
+            while !self.healthy(service) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(90),
+                    "{service} not healthy after 90 s; logs:\n{}",
+                    self.logs(service)
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+
+    fn logs(&self, service: &str) -> String {
+        text(&self.run("compose", &["logs", service]))
+    }
+
+    fn exec(&self, service: &str, cmd: &[&str]) -> String {
+        let id = self.container(service);
+        let mut args = vec!["exec", id.as_str()];
+        args.extend_from_slice(cmd);
+        let out = self.engine(&args);
+        assert_success(&out, &format!("exec {cmd:?}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The supervisor's upgrade record in the proxy container: "STARTED FINISHED RESULT".
+    fn upgrades(&self, conf: &str) -> String {
+        let paths = self.exec("proxy", &["jwt-proxy", "--print-paths", "-c", conf]);
+        let pid_file = paths
+            .lines()
+            .find_map(|l| l.strip_prefix("pid_file="))
+            .expect("pid_file in --print-paths");
+        // No file yet: no upgrade has started (as scripts/reload.sh reads it).
+        let read = format!("cat '{pid_file}.upgrades' 2>/dev/null || echo 0 0 none");
+        self.exec("proxy", &["sh", "-c", &read]).trim().to_string()
+    }
+}
+
+impl Drop for Stack {
+    /// Leave nothing behind, also when the test failed half-way.
+    fn drop(&mut self) {
+        let out = self.engine(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+        ]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.engine(&["rm", "-f", "-t", "0", id]);
+        }
+        let _ = self.run("compose", &["down"]);
+    }
+}
+
+fn demo_key() -> String {
+    let k = std::fs::read_to_string(manifest_dir().join("conf/demo-secret.txt")).unwrap();
+    k.trim_end_matches('\n').to_string()
+}
+
+fn status_token() -> String {
+    let t = std::fs::read_to_string(manifest_dir().join("conf/demo-status-token.txt")).unwrap();
+    t.trim().to_string()
+}
+
+fn kid(token: &str) -> Option<String> {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    v["kid"].as_str().map(String::from)
+}
+
+/// One POST with both identity headers: (kid, payload.user) of its token, checked with the
+/// independent verifier and against what the upstream received.
+fn identity_of(r: &Response, key: &str) -> (Option<String>, String) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let claims = verify_with_jsonwebtoken(r.token(), key.as_bytes());
+    let body = r.json();
+    assert_eq!(
+        body["x_my_jwt"]["valid"], true,
+        "the upstream verified it: {body}"
+    );
+    assert_eq!(body["x_my_jwt"]["count"], 1, "one token upstream: {body}");
+    let upstream_got = body["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "x-my-jwt");
+    assert_eq!(
+        upstream_got.unwrap()[1],
+        r.token(),
+        "the upstream got this token"
+    );
+    (
+        kid(r.token()),
+        claims["payload"]["user"].as_str().unwrap().to_string(),
+    )
+}
+
+fn post_as(addr: SocketAddr, user: &str, client: &str) -> Response {
+    post(addr, "/", &[("x-user", user), ("x-client", client)], b"{}")
+}
+
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    answered: Vec<Response>,
+    refused: u64,
+    failures: Vec<String>,
+}
+
+/// Keep-alive clients that never re-send, each until `stop` is set; with `until_refused` also
+/// until a new connection is refused (the stack is going away: such a request was never sent).
+fn load(
+    addr: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    until_refused: bool,
+) -> Vec<std::thread::JoinHandle<Tally>> {
+    (0..CLIENTS)
+        .map(|c| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut client = KeepAlive::new(addr);
+                let mut t = Tally::default();
+                let (user, other) = (format!("alice-{c}"), format!("bob-{c}"));
+                while !stop.load(Ordering::Relaxed) {
+                    let r = client.post("/", &[("x-user", &user), ("x-client", &other)], b"{}");
+                    match r {
+                        Err(e) if until_refused && e.starts_with("connect:") => {
+                            t.refused += 1;
+                            break;
+                        }
+                        Err(e) => t.failures.push(format!("request {}: {e}", t.sent)),
+                        Ok(r) if r.status == 200 => t.answered.push(r),
+                        Ok(r) => t.failures.push(format!(
+                            "request {}: {} {}",
+                            t.sent,
+                            r.status,
+                            r.text()
+                        )),
+                    }
+                    t.sent += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                t
+            })
+        })
+        .collect()
+}
+
+fn collect(handles: Vec<std::thread::JoinHandle<Tally>>) -> Tally {
+    let mut all = Tally::default();
+    for h in handles {
+        let t = h.join().unwrap();
+        all.sent += t.sent;
+        all.refused += t.refused;
+        all.answered.extend(t.answered);
+        all.failures.extend(t.failures);
+    }
+    all
+}
+
+/// The image's configuration with our kid and user source under `jwt_proxy:`.
+fn config_with(kid: &str, user_source: &str) -> String {
+    let base = std::fs::read_to_string(manifest_dir().join("conf/jwt-proxy.yaml")).unwrap();
+    let base = base.replace(
+        "  user_source: header:x-user",
+        &format!("  user_source: {user_source}"),
+    );
+    assert!(base.contains(user_source));
+    format!("{base}  jwt_kid: {kid}\n")
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_request() {
+    let engine = match Command::new(script()).arg("engine").output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => {
+            eprintln!("SKIPPED: neither a Docker engine nor podman here (`make test-deps` installs podman)");
+            return;
+        }
+    };
+    let t0 = Instant::now();
+    for step in ["setup", "build"] {
+        let out = container_sh(&[step], &[]);
+        assert_success(&out, &format!("scripts/container.sh {step}"));
+    }
+    eprintln!("{engine}: set up and built in {:.0?}", t0.elapsed());
+    let key = demo_key();
+    let dir = scratch_dir("container");
+
+    // 1. The stack as `make up` brings it.
+    let mut stack = Stack::new(&engine, "main", &[]);
+    let t_up = Instant::now();
+    stack.compose(&["up", "-d"]);
+    stack.wait_healthy();
+    eprintln!("up and healthy in {:.1?}", t_up.elapsed());
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(identity_of(&r, &key), (None, "alice".to_string()));
+    let port = text(&stack.engine(&["port", &stack.container("proxy"), "8081"]));
+    assert_eq!(
+        port.trim(),
+        format!("127.0.0.1:{}", stack.status.port()),
+        "status published on the host's loopback only"
+    );
+    assert_eq!(get(stack.status, "/status.json").status, 401);
+    let auth = format!("Bearer {}", status_token());
+    let s = raw(
+        stack.status,
+        format!("GET /status.json HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(s.status, 200, "{}", s.text());
+    assert!(s.json()["requests_total"].as_u64().unwrap() >= 1);
+
+    // 2. A variable under `environment:` (here in an override file): a new container.
+    let env_override = dir.join("env.override.yml");
+    write(
+        &env_override,
+        "services:\n  proxy:\n    environment:\n      JWT_KID: k-env\n      USER_SOURCE: header:x-client\n",
+    );
+    stack.files.push(env_override);
+    stack.compose(&["up", "-d"]);
+    stack.wait_healthy();
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(identity_of(&r, &key), (Some("k-env".into()), "bob".into()));
+
+    // 3. A mounted configuration directory, changed, then a HUP under load.
+    let local = dir.join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let conf = "/etc/jwt-proxy/local/jwt-proxy.yaml";
+    write(
+        &local.join("jwt-proxy.yaml"),
+        &config_with("k-file-1", "header:x-user"),
+    );
+    let file_override = dir.join("file.override.yml");
+    write(
+        &file_override,
+        &format!(
+            "services:\n  proxy:\n    environment:\n      JWT_PROXY_CONF: {conf}\n    volumes:\n      - {}:/etc/jwt-proxy/local:ro\n",
+            local.display()
+        ),
+    );
+    stack.files.pop();
+    stack.files.push(file_override);
+    stack.compose(&["up", "-d"]);
+    stack.wait_healthy();
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(
+        identity_of(&r, &key),
+        (Some("k-file-1".into()), "alice".into())
+    );
+    assert_eq!(stack.upgrades(conf), "0 0 none");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(stack.http, &stop, false);
+    std::thread::sleep(Duration::from_secs(1));
+    write(
+        &local.join("jwt-proxy.yaml"),
+        &config_with("k-file-2", "header:x-client"),
+    );
+    stack.compose(&["kill", "-s", "HUP", "proxy"]);
+    let t_hup = Instant::now();
+    while stack.upgrades(conf) != "1 1 ok" {
+        assert!(
+            t_hup.elapsed() < Duration::from_secs(60),
+            "upgrade not done: {}\n{}",
+            stack.upgrades(conf),
+            stack.logs("proxy")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("HUP upgrade done in {:.1?}", t_hup.elapsed());
+    std::thread::sleep(Duration::from_secs(1));
+    let after_upgrade = Instant::now();
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(
+        identity_of(&r, &key),
+        (Some("k-file-2".into()), "bob".into())
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let hup = collect(clients);
+    assert!(
+        hup.failures.is_empty(),
+        "{} of {} requests failed across the HUP upgrade: {:?}",
+        hup.failures.len(),
+        hup.sent,
+        &hup.failures[..hup.failures.len().min(10)]
+    );
+    assert_eq!(hup.answered.len() as u64, hup.sent);
+    let (mut old, mut new) = (0, 0);
+    for r in &hup.answered {
+        let (kid, user) = identity_of(r, &key);
+        match kid.as_deref() {
+            Some("k-file-1") => {
+                assert!(user.starts_with("alice-"), "old config, {user}");
+                old += 1
+            }
+            Some("k-file-2") => {
+                assert!(user.starts_with("bob-"), "new config, {user}");
+                new += 1
+            }
+            other => panic!("kid {other:?}"),
+        }
+    }
+    assert!(old > 0 && new > 0, "old {old}, new {new}");
+    eprintln!(
+        "HUP under load: {} sent, {} answered, 0 failed ({old} under the old config, {new} under the new); {:.1?} since",
+        hup.sent,
+        hup.answered.len(),
+        after_upgrade.elapsed()
+    );
+
+    // 4. `make down` under load.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(stack.http, &stop, true);
+    std::thread::sleep(Duration::from_secs(2));
+    let t_down = Instant::now();
+    let out = stack.run("down", &[]);
+    let took = t_down.elapsed();
+    assert_success(&out, "scripts/container.sh down");
+    stop.store(true, Ordering::Relaxed);
+    let down = collect(clients);
+    assert!(
+        down.failures.is_empty(),
+        "{} of {} requests failed during `down`: {:?}",
+        down.failures.len(),
+        down.sent,
+        &down.failures[..down.failures.len().min(10)]
+    );
+    assert_eq!(
+        down.refused, CLIENTS as u64,
+        "every client ran until refused"
+    );
+    assert_eq!(down.answered.len() as u64, down.sent);
+    assert!(!text(&out).contains("SIGKILL"), "{}", text(&out));
+    assert!(
+        took < Duration::from_secs(45),
+        "down took {took:?}, past stop_grace_period"
+    );
+    assert_eq!(stack.all_containers(), "", "nothing of the stack left");
+    eprintln!(
+        "down under load: {} sent, all answered, in {took:.1?}",
+        down.sent
+    );
+
+    // 5. A key file only root may read (a compose secret keeps the host file's owner and mode).
+    let root_key = dir.join("root-key.txt");
+    write(&root_key, &format!("{key}\n"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let locked = Stack::new(
+        &engine,
+        "locked",
+        &[("JWT_SECRET_PATH", root_key.display().to_string())],
+    );
+    locked.compose(&["up", "-d"]);
+    let t_locked = Instant::now();
+    let hint = "must be able to read the file (owner uid";
+    while !locked.logs("proxy").contains(hint) {
+        assert!(
+            t_locked.elapsed() < Duration::from_secs(60),
+            "no permission hint in the proxy's log:\n{}",
+            locked.logs("proxy")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let logs = locked.logs("proxy");
+    assert!(
+        logs.contains("chown 10001 FILE && chmod 0400 FILE"),
+        "{logs}"
+    );
+    assert!(
+        std::net::TcpStream::connect(locked.http)
+            .and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")?;
+                let mut b = [0u8; 1];
+                s.read(&mut b)
+            })
+            .map_or(true, |n| n == 0),
+        "nothing may answer without the key"
+    );
+    drop(locked);
+}
