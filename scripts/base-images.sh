@@ -37,7 +37,8 @@ if ! have "$DEBIAN"; then
 fi
 have "$RUST" && exit 0
 
-tc=$(rustup toolchain list | awk '/\(default\)/ {print $1}')
+tc=$(rustup show active-toolchain | awk '{print $1}')
+[ -d "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/$tc" ] || { echo "base-images: no rustup toolchain '$tc'" >&2; exit 2; }
 got=$(rustc --version | awk '{split($2, v, "."); print v[1] "." v[2]}')
 [ "$got" = "$VER" ] || { echo "base-images: the Dockerfile wants Rust $VER, this machine has $got" >&2; exit 2; }
 chroot "$root" /bin/sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev ca-certificates >/dev/null && rm -rf /var/lib/apt/lists/*'

@@ -18,7 +18,9 @@
 # base images cannot be pulled (no registry, as on our CI machines), scripts/base-images.sh makes
 # stand-ins for them; if a container cannot start with podman's default runtime, it is set to runc.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# Compose runs in the caller's directory (its docker-compose.yml and override); the image is
+# built from the repository.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 IMAGE=jwt-proxy:latest
 
 engine() {
@@ -39,11 +41,11 @@ engine() {
 # podman-compose: $PODMAN_COMPOSE, the project venv's (`make test` installs it there), or PATH.
 podman_compose() {
     local pc=${PODMAN_COMPOSE:-}
-    [ -z "$pc" ] && [ -x .venv/bin/podman-compose ] && pc=.venv/bin/podman-compose
+    [ -z "$pc" ] && [ -x "$ROOT/.venv/bin/podman-compose" ] && pc=$ROOT/.venv/bin/podman-compose
     [ -z "$pc" ] && pc=$(command -v podman-compose || true)
     if [ -z "$pc" ]; then
         echo "podman-compose not found: run \`make test-deps\` (installs it in .venv) or" \
-            "\`pip install $(grep '^podman-compose==' tests/requirements.txt)\`" >&2
+            "\`pip install $(grep '^podman-compose==' "$ROOT/tests/requirements.txt")\`" >&2
         exit 2
     fi
     echo "$pc"
@@ -74,7 +76,7 @@ setup() {
     if [ "$(engine 2>/dev/null || true)" = docker ]; then return; fi
     command -v podman >/dev/null 2>&1 || apt_install podman
     apt_install runc
-    scripts/base-images.sh
+    "$ROOT/scripts/base-images.sh"
     # A sandbox (no cgroup delegation, rlimits refused) can stop crun; runc with no default
     # ulimits works there. Only an unconfigured machine is changed, and only if it needs it.
     local conf=/etc/containers/containers.conf
@@ -96,9 +98,9 @@ build() {
     e=$(engine)
     # podman's default OCI format drops HEALTHCHECK; the docker format keeps it.
     if [ "$e" = podman ]; then
-        podman build --format docker -t "$IMAGE" .
+        podman build --format docker -t "$IMAGE" "$ROOT"
     else
-        docker build -t "$IMAGE" .
+        docker build -t "$IMAGE" "$ROOT"
     fi
 }
 

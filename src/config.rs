@@ -489,7 +489,7 @@ pub fn default_runtime_dir() -> Result<PathBuf, String> {
 }
 
 /// This process's effective user id (Linux: from `/proc/self/status`, no unsafe code needed).
-pub(crate) fn effective_uid() -> Result<u32, String> {
+pub fn effective_uid() -> Result<u32, String> {
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| format!("cannot tell this process's user id (/proc/self/status: {e})"))?;
     status

@@ -32,10 +32,10 @@ fn script() -> PathBuf {
     manifest_dir().join("scripts/container.sh")
 }
 
-/// `scripts/container.sh ARGS` with the test venv's podman-compose.
-fn container_sh(args: &[&str], env: &[(&str, String)]) -> Output {
+/// `scripts/container.sh ARGS` in `dir`, with the test venv's podman-compose.
+fn container_sh(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let mut cmd = Command::new(script());
-    cmd.args(args).current_dir(manifest_dir());
+    cmd.args(args).current_dir(dir);
     if let Some(venv) = std::env::var_os("JWT_PROXY_PYTHON").map(PathBuf::from) {
         cmd.env(
             "PODMAN_COMPOSE",
@@ -56,11 +56,13 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// One compose project on its own host ports.
+/// One compose project on its own host ports, in a directory of its own holding a copy of
+/// `docker-compose.yml` and `conf/` (and an override file when one is written), as a user's
+/// checkout would.
 struct Stack {
     engine: String,
     project: String,
-    files: Vec<PathBuf>,
+    dir: PathBuf,
     env: Vec<(&'static str, String)>,
     http: SocketAddr,
     status: SocketAddr,
@@ -74,32 +76,37 @@ impl Stack {
             ("STATUS_PORT", status.to_string()),
         ];
         all.extend_from_slice(env);
+        let dir = scratch_dir(&format!("stack-{name}"));
+        std::fs::copy(
+            manifest_dir().join("docker-compose.yml"),
+            dir.join("docker-compose.yml"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.join("conf")).unwrap();
+        for f in std::fs::read_dir(manifest_dir().join("conf")).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dir.join("conf").join(f.file_name())).unwrap();
+        }
         Stack {
             engine: engine.to_string(),
             project: format!("jwtp-{name}-{}", std::process::id()),
-            files: vec![manifest_dir().join("docker-compose.yml")],
+            dir,
             env: all,
             http: ([127, 0, 0, 1], http).into(),
             status: ([127, 0, 0, 1], status).into(),
         }
     }
 
-    /// Compose's own options: the project and its files.
-    fn opts(&self) -> Vec<String> {
-        let mut o = vec!["-p".to_string(), self.project.clone()];
-        for f in &self.files {
-            o.push("-f".into());
-            o.push(f.display().to_string());
-        }
-        o
+    /// `scripts/container.sh VERB -p PROJECT ARGS` in the stack's directory.
+    fn run(&self, verb: &str, args: &[&str]) -> Output {
+        let mut all = vec![verb, "-p", &self.project];
+        all.extend_from_slice(args);
+        container_sh(&self.dir, &all, &self.env)
     }
 
-    fn run(&self, verb: &str, args: &[&str]) -> Output {
-        let mut all: Vec<String> = vec![verb.to_string()];
-        all.extend(self.opts());
-        all.extend(args.iter().map(|a| a.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        container_sh(&refs, &self.env)
+    /// `docker-compose.override.yml` beside the compose file (both engines read it with it).
+    fn set_override(&self, yaml: &str) {
+        write(&self.dir.join("docker-compose.override.yml"), yaml);
     }
 
     fn compose(&self, args: &[&str]) -> Output {
@@ -166,6 +173,23 @@ impl Stack {
                 );
                 std::thread::sleep(Duration::from_millis(500));
             }
+        }
+    }
+
+    /// The size at which the engine cuts the service's log.
+    fn log_limit(&self, service: &str) -> String {
+        let format = if self.engine == "podman" {
+            "{{.HostConfig.LogConfig.Size}}"
+        } else {
+            "{{index .HostConfig.LogConfig.Config \"max-size\"}}"
+        };
+        let out = self.engine(&["inspect", "--format", format, &self.container(service)]);
+        let size = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // Docker keeps compose's spelling.
+        if size == "10m" {
+            "10MB".into()
+        } else {
+            size
         }
     }
 
@@ -347,7 +371,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     };
     let t0 = Instant::now();
     for step in ["setup", "build"] {
-        let out = container_sh(&[step], &[]);
+        let out = container_sh(&manifest_dir(), &[step], &[]);
         assert_success(&out, &format!("scripts/container.sh {step}"));
     }
     eprintln!("{engine}: set up and built in {:.0?}", t0.elapsed());
@@ -355,13 +379,20 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     let dir = scratch_dir("container");
 
     // 1. The stack as `make up` brings it.
-    let mut stack = Stack::new(&engine, "main", &[]);
+    let stack = Stack::new(&engine, "main", &[]);
     let t_up = Instant::now();
     stack.compose(&["up", "-d"]);
     stack.wait_healthy();
     eprintln!("up and healthy in {:.1?}", t_up.elapsed());
     let r = post_as(stack.http, "alice", "bob");
     assert_eq!(identity_of(&r, &key), (None, "alice".to_string()));
+    for service in ["proxy", "upstream"] {
+        assert_eq!(
+            stack.log_limit(service),
+            "10MB",
+            "{service}'s log is bounded"
+        );
+    }
     let port = text(&stack.engine(&["port", &stack.container("proxy"), "8081"]));
     assert_eq!(
         port.trim(),
@@ -377,36 +408,26 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     assert_eq!(s.status, 200, "{}", s.text());
     assert!(s.json()["requests_total"].as_u64().unwrap() >= 1);
 
-    // 2. A variable under `environment:` (here in an override file): a new container.
-    let env_override = dir.join("env.override.yml");
-    write(
-        &env_override,
+    // 2. Variables under the proxy's `environment:`, in an override file: a new container.
+    stack.set_override(
         "services:\n  proxy:\n    environment:\n      JWT_KID: k-env\n      USER_SOURCE: header:x-client\n",
     );
-    stack.files.push(env_override);
     stack.compose(&["up", "-d"]);
     stack.wait_healthy();
     let r = post_as(stack.http, "alice", "bob");
     assert_eq!(identity_of(&r, &key), (Some("k-env".into()), "bob".into()));
 
     // 3. A mounted configuration directory, changed, then a HUP under load.
-    let local = dir.join("local");
+    let local = stack.dir.join("my-conf");
     std::fs::create_dir_all(&local).unwrap();
     let conf = "/etc/jwt-proxy/local/jwt-proxy.yaml";
     write(
         &local.join("jwt-proxy.yaml"),
         &config_with("k-file-1", "header:x-user"),
     );
-    let file_override = dir.join("file.override.yml");
-    write(
-        &file_override,
-        &format!(
-            "services:\n  proxy:\n    environment:\n      JWT_PROXY_CONF: {conf}\n    volumes:\n      - {}:/etc/jwt-proxy/local:ro\n",
-            local.display()
-        ),
-    );
-    stack.files.pop();
-    stack.files.push(file_override);
+    stack.set_override(&format!(
+        "services:\n  proxy:\n    environment:\n      JWT_PROXY_CONF: {conf}\n    volumes:\n      - ./my-conf:/etc/jwt-proxy/local:ro\n"
+    ));
     stack.compose(&["up", "-d"]);
     stack.wait_healthy();
     let r = post_as(stack.http, "alice", "bob");

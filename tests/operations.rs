@@ -140,6 +140,59 @@ fn short_blank_and_unreadable_keys_are_refused() {
     assert!(!stderr(&out).contains(&KEY64[..63]), "never the key");
 }
 
+/// A key file this user may not read (a container's compose secret owned by root, mode 0600):
+/// refused at start, with the file's owner and mode and the command that fixes it.
+#[test]
+fn an_unreadable_key_file_is_refused_with_how_to_fix_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = scratch_dir("ops-unreadable");
+    let key = write(&dir, "key", &format!("{KEY64}\n"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let me = jwt_proxy::config::effective_uid().unwrap();
+    let root = me == 0;
+    let (uid, out) = if root {
+        // Root reads any file: run as the image's uid, from copies that uid can reach.
+        let bin = dir.join("jwt-proxy");
+        std::fs::copy(env!("CARGO_BIN_EXE_jwt-proxy"), &bin).unwrap();
+        let conf = dir.join("jwt-proxy.yaml");
+        std::fs::copy(manifest_dir().join("conf/jwt-proxy.yaml"), &conf).unwrap();
+        for p in [&dir, &bin, &conf] {
+            let mode = if p == &conf { 0o644 } else { 0o755 };
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let out = Command::new(&bin)
+            .current_dir(&dir)
+            .args(["-t", "-c", "jwt-proxy.yaml"])
+            .env_clear()
+            .env("JWT_SECRET_FILE", &key)
+            .uid(10001)
+            .gid(10001)
+            .output()
+            .unwrap();
+        (10001, out)
+    } else {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o000)).unwrap();
+        (
+            me,
+            run(&[("JWT_SECRET_FILE", key.to_str().unwrap())], &["-t"]),
+        )
+    };
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let mode = if root { "0600" } else { "0000" };
+    for part in [
+        "jwt-proxy: config error: JWT_SECRET_FILE: cannot read ",
+        "Permission denied",
+        &format!("runs as uid {uid} and must be able to read the file"),
+        &format!("mode {mode})"),
+        &format!("`chown {uid} FILE && chmod 0400 FILE`"),
+    ] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    assert!(!err.contains(KEY64), "never the key");
+}
+
 #[test]
 fn nonsense_settings_are_refused_at_start() {
     for (env, setting) in [
