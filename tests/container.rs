@@ -333,7 +333,8 @@ fn load(
         .collect()
 }
 
-fn collect(handles: Vec<std::thread::JoinHandle<Tally>>) -> Tally {
+/// The clients' results; every request sent must have had its 200.
+fn collect(handles: Vec<std::thread::JoinHandle<Tally>>, during: &str) -> Tally {
     let mut all = Tally::default();
     for h in handles {
         let t = h.join().unwrap();
@@ -342,6 +343,14 @@ fn collect(handles: Vec<std::thread::JoinHandle<Tally>>) -> Tally {
         all.answered.extend(t.answered);
         all.failures.extend(t.failures);
     }
+    assert!(
+        all.failures.is_empty(),
+        "{} of {} requests failed during {during}: {:?}",
+        all.failures.len(),
+        all.sent,
+        &all.failures[..all.failures.len().min(10)]
+    );
+    assert_eq!(all.answered.len() as u64, all.sent);
     all
 }
 
@@ -465,15 +474,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     );
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
-    let hup = collect(clients);
-    assert!(
-        hup.failures.is_empty(),
-        "{} of {} requests failed across the HUP upgrade: {:?}",
-        hup.failures.len(),
-        hup.sent,
-        &hup.failures[..hup.failures.len().min(10)]
-    );
-    assert_eq!(hup.answered.len() as u64, hup.sent);
+    let hup = collect(clients, "the HUP upgrade");
     let (mut old, mut new) = (0, 0);
     for r in &hup.answered {
         let (kid, user) = identity_of(r, &key);
@@ -491,7 +492,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     }
     assert!(old > 0 && new > 0, "old {old}, new {new}");
     eprintln!(
-        "HUP under load: {} sent, {} answered, 0 failed ({old} under the old config, {new} under the new); {:.1?} since",
+        "HUP under load: {} sent, {} answered, 0 failed ({old} under the old config, {new} under the new); load went on {:.1?} after the upgrade",
         hup.sent,
         hup.answered.len(),
         after_upgrade.elapsed()
@@ -500,25 +501,27 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     // 4. `make down` under load.
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(stack.http, &stop, true);
+    // And one request the upstream takes 3 s to answer, in flight when the stop comes.
+    let http = stack.http;
+    let slow =
+        std::thread::spawn(move || post(http, "/?delay_ms=3000", &[("x-client", "slow")], b"{}"));
     std::thread::sleep(Duration::from_secs(2));
     let t_down = Instant::now();
     let out = stack.run("down", &[]);
     let took = t_down.elapsed();
     assert_success(&out, "scripts/container.sh down");
-    stop.store(true, Ordering::Relaxed);
-    let down = collect(clients);
-    assert!(
-        down.failures.is_empty(),
-        "{} of {} requests failed during `down`: {:?}",
-        down.failures.len(),
-        down.sent,
-        &down.failures[..down.failures.len().min(10)]
+    let slow = slow.join().unwrap();
+    assert_eq!(
+        identity_of(&slow, &key).1,
+        "slow",
+        "the slow request was answered"
     );
+    stop.store(true, Ordering::Relaxed);
+    let down = collect(clients, "`down`");
     assert_eq!(
         down.refused, CLIENTS as u64,
         "every client ran until refused"
     );
-    assert_eq!(down.answered.len() as u64, down.sent);
     assert!(!text(&out).contains("SIGKILL"), "{}", text(&out));
     assert!(
         took < Duration::from_secs(45),
