@@ -40,12 +40,15 @@ WORKDIR /etc/jwt-proxy
 USER 10001
 # The status service must listen beyond the container's loopback to be published; compose
 # publishes it on the host's loopback only. Beyond loopback jwt-proxy requires a status token:
-# give STATUS_TOKEN_FILE (compose mounts a secret there).
+# give STATUS_TOKEN_FILE (compose mounts a secret there). START_ERROR_PAUSE_SECS: after a refused
+# configuration the supervisor and protected-echo wait 10 s before exiting, so that a restart
+# policy without back-off (podman's) does not spin.
 ENV STATUS_ADDR=0.0.0.0 \
     RUST_LOG=info \
     JWT_PROXY_BIN=jwt-proxy \
     JWT_PROXY_CONF=/etc/jwt-proxy/jwt-proxy.yaml \
-    SUPERVISOR_PID_FILE=/tmp/jwt-proxy-supervisor.pid
+    SUPERVISOR_PID_FILE=/tmp/jwt-proxy-supervisor.pid \
+    START_ERROR_PAUSE_SECS=10
 EXPOSE 8080 8081
 # No curl in the image: jwt-post's probe mode does the GET.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

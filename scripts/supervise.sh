@@ -15,12 +15,29 @@
 # last finished one's, ok or failed (scripts/reload.sh reads it). The paths come from the
 # binary (`jwt-proxy --print-paths`).
 # Settings (environment): JWT_PROXY_BIN (jwt-proxy), JWT_PROXY_CONF (conf/jwt-proxy.yaml),
-# SUPERVISOR_PID_FILE (where this script records its own pid; unset: not recorded).
+# SUPERVISOR_PID_FILE (where this script records its own pid; unset: not recorded),
+# START_ERROR_PAUSE_SECS (default 0; the image sets 10): see refused() below.
 set -u
 BIN=${JWT_PROXY_BIN:-jwt-proxy}
 CONF=${JWT_PROXY_CONF:-conf/jwt-proxy.yaml}
+PAUSE=${START_ERROR_PAUSE_SECS:-0}
 
 log() { echo "supervise: $*" >&2; }
+
+# A refused configuration (jwt-proxy exits 2; its message is above) is not retried: nothing
+# changes until someone fixes it. The exit waits PAUSE seconds (a TERM ends the wait), so that a
+# container restart policy without back-off (podman's) does not restart it in a tight loop.
+refused() {
+    if [ "$PAUSE" -gt 0 ] 2>/dev/null && [ -z "${stopping:-}" ]; then
+        log "jwt-proxy refused its configuration (see above); exiting in $PAUSE s"
+        sleep "$PAUSE" &
+        wait $!
+        kill $! 2>/dev/null
+    else
+        log "jwt-proxy refused its configuration (see above)"
+    fi
+    exit 2
+}
 
 # Sets PID_FILE and SOCK as the binary reads the config (defaults and environment included).
 paths() {
@@ -29,12 +46,13 @@ paths() {
     PID_FILE=$(sed -n 's/^pid_file=//p' <<<"$out")
     SOCK=$(sed -n 's/^upgrade_sock=//p' <<<"$out")
 }
-paths || exit 2
+paths || refused
 [ -n "${SUPERVISOR_PID_FILE:-}" ] && echo $$ >"$SUPERVISOR_PID_FILE"
 
 children=()   # every jwt-proxy started that may still run
 pending=0     # a HUP arrived: one upgrade to do
 stopping=     # TERM or INT arrived
+config_refused= # the current jwt-proxy exited 2: its configuration was refused
 started=0 finished=0 result=none # upgrades started and finished, the last one's result
 
 alive() { kill -0 "$1" 2>/dev/null; }
@@ -148,6 +166,7 @@ while [ -z "$stopping" ]; do
         if [ "$code" = 0 ] || [ "${#restarts[@]}" -ge 5 ]; then
             break
         fi
+        [ "$code" = 2 ] && { config_refused=1; break; }
         [ -n "$stopping" ] && break
         log "pid $current exited with status $code; starting a new jwt-proxy"
         restarts+=("$now")
@@ -172,3 +191,6 @@ for p in "${children[@]}"; do
     while alive "$p"; do wait "$p" 2>/dev/null; done
 done
 wait "$current" 2>/dev/null
+status=$?
+if [ -n "$config_refused" ]; then refused; fi
+exit "$status"

@@ -176,6 +176,24 @@ impl Stack {
         }
     }
 
+    /// How often the engine has restarted the service's container.
+    fn restarts(&self, service: &str) -> u64 {
+        let out = self.engine(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ]);
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let out = self.engine(&["inspect", "--format", "{{.RestartCount}}", &id]);
+        let count = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        count
+            .parse()
+            .unwrap_or_else(|_| panic!("restart count {count:?} of {id:?}"))
+    }
+
     /// The size at which the engine cuts the service's log.
     fn log_limit(&self, service: &str) -> String {
         let format = if self.engine == "podman" {
@@ -222,16 +240,18 @@ impl Stack {
 impl Drop for Stack {
     /// Leave nothing behind, also when the test failed half-way.
     fn drop(&mut self) {
-        let out = self.engine(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-        ]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = self.engine(&["rm", "-f", "-t", "0", id]);
+        // A container being restarted by its policy can escape one removal: try a few times.
+        let _ = self.run("compose", &["down", "-t", "0"]);
+        for _ in 0..10 {
+            let left = self.all_containers();
+            if left.is_empty() {
+                break;
+            }
+            for name in left.lines().filter_map(|l| l.split_whitespace().next()) {
+                let _ = self.engine(&["rm", "-f", "-t", "0", name]);
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
-        let _ = self.run("compose", &["down"]);
     }
 }
 
@@ -573,5 +593,19 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
             .map_or(true, |n| n == 0),
         "nothing may answer without the key"
     );
-    drop(locked);
+    // Refused, each service waits 10 s (START_ERROR_PAUSE_SECS) before it exits: the engine's
+    // restart policy (podman's has no back-off) must not restart it in a tight loop.
+    while t_locked.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for service in ["proxy", "upstream"] {
+        let restarts = locked.restarts(service);
+        assert!(
+            restarts <= 2,
+            "{service} restarted {restarts} times in 15 s"
+        );
+    }
+    let out = locked.run("down", &[]);
+    assert_success(&out, "scripts/container.sh down");
+    assert_eq!(locked.all_containers(), "", "nothing of the stack left");
 }

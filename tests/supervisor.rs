@@ -546,3 +546,65 @@ fn term_while_a_crashed_proxy_is_being_replaced_stops_everything() {
         setup.running().is_empty()
     });
 }
+
+/// A refused configuration is not retried, and the supervisor's exit waits
+/// `START_ERROR_PAUSE_SECS` (a TERM ends the wait), so that a container restart policy without
+/// back-off does not restart it in a tight loop. Both ways a start is refused: a configuration
+/// that does not load (the short key), and one that loads but cannot listen (the port is taken).
+#[test]
+fn a_refused_configuration_is_not_retried_and_the_exit_waits_the_pause() {
+    let _serial = serial();
+    let setup = Setup::new("sup-refused", "127.0.0.1:9".parse().unwrap());
+    let start = |pause: &str| {
+        let mut cmd = Command::new(manifest_dir().join("scripts/supervise.sh"));
+        for (k, _) in jwt_proxy::config::SETTINGS {
+            cmd.env_remove(k);
+        }
+        cmd.env("JWT_PROXY_BIN", env!("CARGO_BIN_EXE_jwt-proxy"))
+            .env("JWT_PROXY_CONF", &setup.conf)
+            .env("START_ERROR_PAUSE_SECS", pause)
+            .current_dir(manifest_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(setup.dir.join("supervise.err")).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let exit = |child: &mut std::process::Child, limit: Duration| {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.code(), t0.elapsed());
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "supervisor still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // The pause, then exit 2; jwt-proxy was started once (it waits 15 s for a taken port).
+    let refused_after = |pause: u64, limit: u64| {
+        let (code, took) = exit(&mut start(&pause.to_string()), Duration::from_secs(limit));
+        let log = supervisor_log(&setup);
+        assert_eq!(code, Some(2), "{log}");
+        assert!(took >= Duration::from_secs(pause), "exited after {took:?}");
+        assert_eq!(log.matches("config error").count(), 1, "tried once: {log}");
+        took
+    };
+    let taken = std::net::TcpListener::bind(setup.addr).unwrap();
+    refused_after(2, 30);
+    drop(taken);
+    std::fs::write(setup.dir.join("key"), "short\n").unwrap();
+    refused_after(2, 10);
+    assert!(supervisor_log(&setup).contains("exiting in 2 s"));
+    // No pause by default (`make run`).
+    assert!(refused_after(0, 10) < Duration::from_secs(2));
+    // A TERM ends the pause.
+    let mut sup = start("60");
+    wait_until("the refusal", Duration::from_secs(10), || {
+        supervisor_log(&setup).contains("exiting in 60 s")
+    });
+    signal(sup.id(), "TERM");
+    exit(&mut sup, Duration::from_secs(3));
+}

@@ -48,6 +48,17 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// After a start-up error, wait this long before exiting, so that a container restart
+    /// policy without back-off does not restart it in a tight loop (the image sets 10).
+    #[arg(long, env = "START_ERROR_PAUSE_SECS", default_value_t = 0)]
+    start_error_pause_secs: u64,
+}
+
+/// A start-up error: said, then (after the pause) exit status 2.
+fn refuse(args: &Args, message: &str) -> ExitCode {
+    eprintln!("protected-echo: {message}");
+    std::thread::sleep(std::time::Duration::from_secs(args.start_error_pause_secs));
+    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
@@ -64,10 +75,7 @@ fn main() -> ExitCode {
             // Without a JWKS and a secret, the demo key (what `make run` signs with).
             Ok(key) if args.jwks.is_none() => Some(key.unwrap_or_else(Key::demo)),
             Ok(key) => key,
-            Err(e) => {
-                eprintln!("protected-echo: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return refuse(&args, &e.to_string()),
         };
         let (v, problem) = JwksVerifier::new(secret, args.jwks.clone());
         if let Some(p) = problem {
@@ -82,10 +90,7 @@ fn main() -> ExitCode {
     {
         None => None,
         Some(Ok(h)) => Some(h),
-        Some(Err(_)) => {
-            eprintln!("protected-echo: --track-header is not a valid header name");
-            return ExitCode::from(2);
-        }
+        Some(Err(_)) => return refuse(&args, "--track-header is not a valid header name"),
     };
     let conf = ServerConf {
         threads: args.threads.max(1),
