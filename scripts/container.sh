@@ -8,6 +8,8 @@
 #   scripts/container.sh compose ARGS...    `docker compose ARGS` or `podman-compose ARGS`
 #   scripts/container.sh up [OPTS...]       build, then `compose OPTS up -d`
 #   scripts/container.sh down [OPTS...]     `compose OPTS stop proxy`, then `compose OPTS down`
+#                                           until no container of the stack is left (exit 1 if
+#                                           one still is after three tries)
 # OPTS are compose's own options (`-p NAME`, `-f FILE`). CONTAINER_ENGINE=docker|podman chooses.
 #
 # `down` stops the proxy on its own first: it drains (requests in flight are answered) while
@@ -57,6 +59,15 @@ compose() {
     else
         "$(podman_compose)" "$@"
     fi
+}
+
+# The IDs of the stack's containers, running or not.
+leftover() {
+    if [ "$(engine)" = docker ]; then
+        docker compose "$@" ps -a -q
+    else
+        "$(podman_compose)" "$@" ps -q
+    fi | tr '\n' ' ' | sed 's/ *$//'
 }
 
 apt_install() {
@@ -119,7 +130,17 @@ up)
     ;;
 down)
     compose "$@" stop proxy
-    compose "$@" down
+    # A container that its restart policy is just restarting can escape a removal, and
+    # podman-compose's `down` still exits 0: check, and try again.
+    for _ in 1 2 3; do
+        compose "$@" down
+        left=$(leftover "$@")
+        [ -z "$left" ] && exit 0
+        echo "container.sh: still there after down: $left; trying again" >&2
+        sleep 2
+    done
+    echo "container.sh: could not remove every container of the stack: $left" >&2
+    exit 1
     ;;
 *)
     sed -n '2,11p' "$0" >&2

@@ -359,6 +359,9 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// Pingora's own settings (threads, grace period, pid file, upgrade socket...).
     pub server: ServerConf,
+    /// Settings the file gave a value that an environment variable replaced with another (a
+    /// compose `environment:` entry silently beating the mounted file): said at start.
+    pub shadowed_by_env: Vec<&'static str>,
 }
 
 impl Config {
@@ -420,6 +423,12 @@ impl Config {
                  BEARER_SECRET) to a key of its own"
                     .to_string(),
             );
+        }
+        for name in &self.shadowed_by_env {
+            w.push(format!(
+                "{name} from the environment overrides {} in the configuration file",
+                name.to_ascii_lowercase()
+            ));
         }
         w
     }
@@ -689,8 +698,9 @@ pub fn default_threads() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }
 
-/// Setting → raw text: the default, then the file, then the environment over it.
-struct Raw(BTreeMap<Setting, String>);
+/// Setting → raw text: the default, then the file, then the environment over it; and the
+/// settings the file gave a value that the environment replaced with another.
+struct Raw(BTreeMap<Setting, String>, Vec<Setting>);
 
 impl Raw {
     fn new(
@@ -730,13 +740,19 @@ impl Raw {
             }
             Some(_) => return Err(key_err("jwt_proxy", "must be a mapping of settings")),
         }
+        let from_file = values.clone();
+        let mut shadowed = Vec::new();
         for s in Setting::ALL {
             // Set to nothing (`FOO=` or `FOO=${FOO:-}` in compose) is the same as unset.
             if let Some(v) = env(s.name()).filter(|v| !v.trim().is_empty()) {
+                let file_value = from_file.get(s).map(String::as_str);
+                if file_value != Some(s.default_value()) && file_value != Some(v.as_str()) {
+                    shadowed.push(*s);
+                }
                 values.insert(*s, v);
             }
         }
-        Ok(Raw(values))
+        Ok(Raw(values, shadowed))
     }
 
     /// The raw text (every setting has one: its default at least).
@@ -1097,6 +1113,7 @@ impl Raw {
                 n => Duration::from_secs(n),
             };
         Ok(Config {
+            shadowed_by_env: self.1.iter().map(|s| s.name()).collect(),
             listen,
             status_listen,
             status_token,
@@ -1237,6 +1254,27 @@ mod tests {
 
     fn fails(yaml: &str, env: &[(&str, &str)]) -> ConfigError {
         Config::from_yaml(yaml, &with_env(env)).expect_err("should fail")
+    }
+
+    #[test]
+    fn a_file_setting_replaced_by_the_environment_is_said() {
+        let yaml = "jwt_proxy:\n  jwt_kid: from-file\n  http_port: 9090\n";
+        let warned = |env: &[(&str, &str)]| -> Vec<String> {
+            ok(yaml, env)
+                .warnings()
+                .into_iter()
+                .filter(|w| w.contains("from the environment overrides"))
+                .collect()
+        };
+        assert_eq!(
+            warned(&[("JWT_KID", "from-env")]),
+            ["JWT_KID from the environment overrides jwt_kid in the configuration file"]
+        );
+        // The same value, a setting the file leaves at its default, or an empty variable: quiet.
+        assert!(warned(&[("JWT_KID", "from-file")]).is_empty());
+        assert!(warned(&[("JWT_ISSUER", "me")]).is_empty());
+        assert!(warned(&[("JWT_KID", " ")]).is_empty());
+        assert_eq!(warned(&[("HTTP_PORT", "9091"), ("JWT_KID", "x")]).len(), 2);
     }
 
     /// A scratch directory of this test process (mode 0700).

@@ -35,9 +35,19 @@ impl UserSource {
             None => (s, None),
         };
         match (kind, arg) {
-            ("header", Some(name)) => HeaderName::from_bytes(name.trim().as_bytes())
-                .map(UserSource::Header)
-                .map_err(|_| format!("{name:?} is not a valid header name")),
+            ("header", Some(name)) => {
+                let h = HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| format!("{name:?} is not a valid header name"))?;
+                // A credential as the user would put it in every token, log line and status
+                // record (where that header is otherwise redacted).
+                if crate::record::NEVER_SHOWN.contains(&h.as_str()) {
+                    return Err(format!(
+                        "{h} carries credentials, which would be copied into every token and \
+                         log line: use bearer for Authorization tokens, or a header of its own"
+                    ));
+                }
+                Ok(UserSource::Header(h))
+            }
             ("bearer", None) => Ok(UserSource::Bearer),
             ("json", Some(field)) if !field.is_empty() => Ok(UserSource::Json(field.to_string())),
             ("static", Some(value)) => {
@@ -349,6 +359,10 @@ mod tests {
             "bearer:x",
             "cookie:a",
             "static:a\nb",
+            "header:Authorization",
+            "header:proxy-authorization",
+            "header:cookie",
+            "header:x-my-jwt",
         ] {
             assert!(UserSource::parse(bad).is_err(), "{bad:?} should not parse");
         }

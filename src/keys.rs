@@ -155,8 +155,16 @@ fn permission_hint(path: &Path) -> String {
     let whose = std::fs::metadata(path).map_or(String::new(), |m| {
         format!(" (owner uid {}, mode {:04o})", m.uid(), m.mode() & 0o7777)
     });
+    let me = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "this program".into());
     format!(
-        ": jwt-proxy runs as uid {uid} and must be able to read the file{whose}: make uid {uid} \
+        ": {me} runs as uid {uid} and must be able to read the file{whose}: make uid {uid} \
          its owner and keep it private (`chown {uid} FILE && chmod 0400 FILE`); a compose \
          secret or a bind mount keeps the host file's owner and mode"
     )
@@ -182,8 +190,18 @@ pub fn read_regular_file(path: &Path, max: u64) -> Result<String, String> {
             }
             _ => cannot(&e),
         })?;
-    if !f.metadata().map_err(|e| cannot(&e))?.is_file() {
+    let meta = f.metadata().map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
         return Err(cannot(&"not a regular file"));
+    }
+    // Opened by its path yet linked nowhere: a bind mount (a compose secret) of a file that was
+    // since replaced on the host, by a rename or a delete. Its contents are the old key.
+    if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
+        return Err(cannot(
+            &"the file was replaced or deleted after it was mounted (link count 0), so this is \
+              the old contents: write the new contents into the same file (`cat NEW > FILE`, \
+              not `mv`), or recreate the container",
+        ));
     }
     let mut text = String::new();
     f.take(max + 1)

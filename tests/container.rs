@@ -176,6 +176,20 @@ impl Stack {
         }
     }
 
+    /// Wait for the supervisor's upgrade record to read `want`.
+    fn wait_upgrades(&self, pid_file: &str, want: &str) {
+        let t0 = Instant::now();
+        while self.upgrades(pid_file) != want {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "upgrades {:?}, not {want:?}\n{}",
+                self.upgrades(pid_file),
+                self.logs("proxy")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// How often the engine has restarted the service's container.
     fn restarts(&self, service: &str) -> u64 {
         let out = self.engine(&[
@@ -224,13 +238,15 @@ impl Stack {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The supervisor's upgrade record in the proxy container: "STARTED FINISHED RESULT".
-    fn upgrades(&self, conf: &str) -> String {
+    /// The proxy's pid file in its container, as `conf` gives it.
+    fn pid_file(&self, conf: &str) -> String {
         let paths = self.exec("proxy", &["jwt-proxy", "--print-paths", "-c", conf]);
-        let pid_file = paths
-            .lines()
-            .find_map(|l| l.strip_prefix("pid_file="))
-            .expect("pid_file in --print-paths");
+        let pid_file = paths.lines().find_map(|l| l.strip_prefix("pid_file="));
+        pid_file.expect("pid_file in --print-paths").to_string()
+    }
+
+    /// The supervisor's upgrade record in the proxy container: "STARTED FINISHED RESULT".
+    fn upgrades(&self, pid_file: &str) -> String {
         // No file yet: no upgrade has started (as scripts/reload.sh reads it).
         let read = format!("cat '{pid_file}.upgrades' 2>/dev/null || echo 0 0 none");
         self.exec("proxy", &["sh", "-c", &read]).trim().to_string()
@@ -300,6 +316,24 @@ fn identity_of(r: &Response, key: &str) -> (Option<String>, String) {
         kid(r.token()),
         claims["payload"]["user"].as_str().unwrap().to_string(),
     )
+}
+
+/// A 200 whose token verifies with `key` (independently), and that alone reached the upstream
+/// (which verifies with the key it read at its start, so not after a rotation): its kid.
+fn signed_with(r: &Response, key: &str) -> Option<String> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    verify_with_jsonwebtoken(r.token(), key.as_bytes());
+    assert_eq!(r.json()["x_my_jwt"]["count"], 1);
+    kid(r.token())
+}
+
+/// A key file as the image's user must have it: owner uid 10001, mode 0400.
+fn write_key(path: &Path, key: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    // In place when it exists (the same file, as a bind mount needs).
+    std::fs::write(path, format!("{key}\n")).unwrap();
+    std::os::unix::fs::chown(path, Some(10001), Some(10001)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o400)).unwrap();
 }
 
 fn post_as(addr: SocketAddr, user: &str, client: &str) -> Response {
@@ -408,7 +442,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     let dir = scratch_dir("container");
 
     // 1. The stack as `make up` brings it.
-    let stack = Stack::new(&engine, "main", &[]);
+    let mut stack = Stack::new(&engine, "main", &[]);
     let t_up = Instant::now();
     stack.compose(&["up", "-d"]);
     stack.wait_healthy();
@@ -464,7 +498,8 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
         identity_of(&r, &key),
         (Some("k-file-1".into()), "alice".into())
     );
-    assert_eq!(stack.upgrades(conf), "0 0 none");
+    let pid_file = stack.pid_file(conf);
+    assert_eq!(stack.upgrades(&pid_file), "0 0 none");
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(stack.http, &stop, false);
@@ -475,15 +510,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     );
     stack.compose(&["kill", "-s", "HUP", "proxy"]);
     let t_hup = Instant::now();
-    while stack.upgrades(conf) != "1 1 ok" {
-        assert!(
-            t_hup.elapsed() < Duration::from_secs(60),
-            "upgrade not done: {}\n{}",
-            stack.upgrades(conf),
-            stack.logs("proxy")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    stack.wait_upgrades(&pid_file, "1 1 ok");
     eprintln!("HUP upgrade done in {:.1?}", t_hup.elapsed());
     std::thread::sleep(Duration::from_secs(1));
     let after_upgrade = Instant::now();
@@ -518,6 +545,63 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
         after_upgrade.elapsed()
     );
 
+    // 3b. A key file of one's own: a new JWT_SECRET_PATH and `up -d` give new containers.
+    let keys = stack.dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key_file = keys.join("key");
+    let key2 = "container-test-key-2:0123456789abcdef0123456789abcdef0123456789abcdef0123";
+    write_key(&key_file, key2);
+    stack
+        .env
+        .push(("JWT_SECRET_PATH", key_file.display().to_string()));
+    let before = stack.container("proxy");
+    stack.compose(&["up", "-d"]);
+    stack.wait_healthy();
+    assert_ne!(stack.container("proxy"), before, "a new proxy container");
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(
+        identity_of(&r, key2),
+        (Some("k-file-2".into()), "bob".into())
+    );
+    let s = raw(
+        stack.status,
+        format!("GET /status.json HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(s.json()["demo_key"], false, "{}", s.text());
+
+    // 3c. Key rotation the way SECURITY.md gives it for a container: the new key written into the
+    // same file, the new kid in the mounted configuration, a HUP.
+    let key3 = "container-test-key-3:0123456789abcdef0123456789abcdef0123456789abcdef0123";
+    write_key(&key_file, key3);
+    write(
+        &local.join("jwt-proxy.yaml"),
+        &config_with("k-file-3", "header:x-client"),
+    );
+    stack.compose(&["kill", "-s", "HUP", "proxy"]);
+    stack.wait_upgrades(&pid_file, "1 1 ok");
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
+
+    // 3d. A rotation by renaming a new file over the key: the mount still shows the old file, so
+    // the upgrade is refused (the old process serves on, with the key it has) and the log says why.
+    let renamed = keys.join("key.new");
+    let key4 = "container-test-key-4:0123456789abcdef0123456789abcdef0123456789abcdef0123";
+    write_key(&renamed, key4);
+    std::fs::rename(&renamed, &key_file).unwrap();
+    write(
+        &local.join("jwt-proxy.yaml"),
+        &config_with("k-file-4", "header:x-client"),
+    );
+    stack.compose(&["kill", "-s", "HUP", "proxy"]);
+    stack.wait_upgrades(&pid_file, "2 2 failed");
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
+    let logs = stack.logs("proxy");
+    assert!(
+        logs.contains("replaced or deleted after it was mounted"),
+        "{logs}"
+    );
+
     // 4. `make down` under load.
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(stack.http, &stop, true);
@@ -532,8 +616,8 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     assert_success(&out, "scripts/container.sh down");
     let slow = slow.join().unwrap();
     assert_eq!(
-        identity_of(&slow, &key).1,
-        "slow",
+        signed_with(&slow, key3),
+        Some("k-file-3".into()),
         "the slow request was answered"
     );
     stop.store(true, Ordering::Relaxed);
