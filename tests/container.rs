@@ -119,17 +119,23 @@ impl Stack {
         Command::new(&self.engine).args(args).output().unwrap()
     }
 
-    /// The running container of a service (compose labels it the same way on both engines).
-    fn container(&self, service: &str) -> String {
+    /// The IDs of a service's containers, running ones or (`-a`) all (compose labels them the
+    /// same way on both engines).
+    fn service_ids(&self, service: &str, which: &str) -> String {
         let out = self.engine(&[
             "ps",
-            "-q",
+            which,
             "--filter",
             &format!("label=com.docker.compose.project={}", self.project),
             "--filter",
             &format!("label=com.docker.compose.service={service}"),
         ]);
-        let ids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The running container of a service.
+    fn container(&self, service: &str) -> String {
+        let ids = self.service_ids(service, "-q");
         assert!(
             !ids.is_empty() && !ids.contains('\n'),
             "one running {service} container, got {ids:?}"
@@ -190,17 +196,20 @@ impl Stack {
         }
     }
 
+    /// The mounted configuration (in `local`) with a new kid, then a HUP; wait for the upgrade
+    /// record to read `want`.
+    fn new_kid_and_hup(&self, local: &Path, kid: &str, pid_file: &str, want: &str) {
+        write(
+            &local.join("jwt-proxy.yaml"),
+            &config_with(kid, "header:x-client"),
+        );
+        self.compose(&["kill", "-s", "HUP", "proxy"]);
+        self.wait_upgrades(pid_file, want);
+    }
+
     /// How often the engine has restarted the service's container.
     fn restarts(&self, service: &str) -> u64 {
-        let out = self.engine(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", self.project),
-            "--filter",
-            &format!("label=com.docker.compose.service={service}"),
-        ]);
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let id = self.service_ids(service, "-aq");
         let out = self.engine(&["inspect", "--format", "{{.RestartCount}}", &id]);
         let count = String::from_utf8_lossy(&out.stdout).trim().to_string();
         count
@@ -573,12 +582,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     // same file, the new kid in the mounted configuration, a HUP.
     let key3 = "container-test-key-3:0123456789abcdef0123456789abcdef0123456789abcdef0123";
     write_key(&key_file, key3);
-    write(
-        &local.join("jwt-proxy.yaml"),
-        &config_with("k-file-3", "header:x-client"),
-    );
-    stack.compose(&["kill", "-s", "HUP", "proxy"]);
-    stack.wait_upgrades(&pid_file, "1 1 ok");
+    stack.new_kid_and_hup(&local, "k-file-3", &pid_file, "1 1 ok");
     let r = post_as(stack.http, "alice", "bob");
     assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
 
@@ -588,12 +592,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     let key4 = "container-test-key-4:0123456789abcdef0123456789abcdef0123456789abcdef0123";
     write_key(&renamed, key4);
     std::fs::rename(&renamed, &key_file).unwrap();
-    write(
-        &local.join("jwt-proxy.yaml"),
-        &config_with("k-file-4", "header:x-client"),
-    );
-    stack.compose(&["kill", "-s", "HUP", "proxy"]);
-    stack.wait_upgrades(&pid_file, "2 2 failed");
+    stack.new_kid_and_hup(&local, "k-file-4", &pid_file, "2 2 failed");
     let r = post_as(stack.http, "alice", "bob");
     assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
     let logs = stack.logs("proxy");
