@@ -39,14 +39,17 @@ refused() {
     exit 2
 }
 
-# Sets PID_FILE and SOCK as the binary reads the config (defaults and environment included).
+# Sets PID_FILE, SOCK and SIGNING ("KID FINGERPRINT" of a fixed signing key, empty for a keyset)
+# as the binary reads the config (defaults and environment included).
 paths() {
     local out
     out=$("$BIN" --print-paths -c "$CONF") || return 1
     PID_FILE=$(sed -n 's/^pid_file=//p' <<<"$out")
     SOCK=$(sed -n 's/^upgrade_sock=//p' <<<"$out")
+    SIGNING=$(sed -n 's/^signing_key=//p' <<<"$out")
 }
 paths || refused
+serving_signing=$SIGNING # what the serving process signs with
 [ -n "${SUPERVISOR_PID_FILE:-}" ] && echo $$ >"$SUPERVISOR_PID_FILE"
 
 children=()   # every jwt-proxy started that may still run
@@ -111,6 +114,15 @@ upgrade() {
         finish failed "the new configuration is invalid; pid $old keeps serving"
         return
     fi
+    # Another kid over the same key: the new key was never read (a container's bind mount still
+    # shows the old file; an environment variable shadows the file's key). Tokens would carry the
+    # new kid signed with the old key, which verifiers that pick keys by kid reject. (A first kid
+    # for a key that had none is fine.)
+    if [ -n "$SIGNING" ] && [ -n "$serving_signing" ] && [ "${serving_signing% *}" != - ] &&
+        [ "${SIGNING% *}" != "${serving_signing% *}" ] && [ "${SIGNING#* }" = "${serving_signing#* }" ]; then
+        finish failed "the kid changes (${serving_signing% *} to ${SIGNING% *}) but the signing key does not (fingerprint ${SIGNING#* }): the new key was not read (in a container, write it into the mounted key file itself, not by renaming); pid $old keeps serving"
+        return
+    fi
     if ! until_ok 15 serving "$old"; then
         finish failed "pid $old is not serving, so it cannot hand over"
         return
@@ -130,6 +142,7 @@ upgrade() {
     kill -QUIT "$old"
     # Pingora has no way back: from here the old process drains and exits.
     current=$new
+    serving_signing=$SIGNING
     if ! until_ok 15 serving "$new"; then
         finish failed "new pid $new did not take over; old pid $old is shutting down"
         return
@@ -170,6 +183,7 @@ while [ -z "$stopping" ]; do
         [ -n "$stopping" ] && break
         log "pid $current exited with status $code; starting a new jwt-proxy"
         restarts+=("$now")
+        paths 2>/dev/null && serving_signing=$SIGNING
         "$BIN" -c "$CONF" &
         current=$!
         children+=("$current")

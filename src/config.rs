@@ -433,6 +433,22 @@ impl Config {
         w
     }
 
+    /// `signing_key=KID FINGERPRINT` for a fixed key (`JWT_SECRET*`; nothing for a `JWT_KEYS`
+    /// keyset, whose keys change while it runs), for `--print-paths`: the supervisor refuses an
+    /// upgrade whose kid changes while its key does not (the new key was never read: a
+    /// container's bind mount still showing the old file, say).
+    pub fn signing_text(&self) -> String {
+        if self.keys.path.is_some() {
+            return String::new();
+        }
+        let kid = Some(self.keys.set.signing.as_str()).filter(|k| !k.is_empty());
+        format!(
+            "signing_key={} {}\n",
+            kid.unwrap_or("-"),
+            self.keys.signing_key().fingerprint()
+        )
+    }
+
     /// `pid_file=…` and `upgrade_sock=…` lines (`jwt-proxy --print-paths`), for the supervisor
     /// and reload scripts.
     pub fn paths_text(&self) -> String {
@@ -711,6 +727,7 @@ impl Raw {
             .iter()
             .map(|s| (*s, s.default_value().to_string()))
             .collect();
+        let mut in_file = Vec::new();
         match file {
             None | Some(serde_yaml::Value::Null) => {}
             Some(serde_yaml::Value::Mapping(m)) => {
@@ -736,17 +753,16 @@ impl Raw {
                         _ => return Err(err(*setting, "must be a single value")),
                     };
                     values.insert(*setting, text);
+                    in_file.push(*setting);
                 }
             }
             Some(_) => return Err(key_err("jwt_proxy", "must be a mapping of settings")),
         }
-        let from_file = values.clone();
         let mut shadowed = Vec::new();
         for s in Setting::ALL {
             // Set to nothing (`FOO=` or `FOO=${FOO:-}` in compose) is the same as unset.
             if let Some(v) = env(s.name()).filter(|v| !v.trim().is_empty()) {
-                let file_value = from_file.get(s).map(String::as_str);
-                if file_value != Some(s.default_value()) && file_value != Some(v.as_str()) {
+                if in_file.contains(s) && values.get(s) != Some(&v) {
                     shadowed.push(*s);
                 }
                 values.insert(*s, v);
@@ -1270,7 +1286,7 @@ mod tests {
             warned(&[("JWT_KID", "from-env")]),
             ["JWT_KID from the environment overrides jwt_kid in the configuration file"]
         );
-        // The same value, a setting the file leaves at its default, or an empty variable: quiet.
+        // The same value, a setting the file does not set, or an empty variable: quiet.
         assert!(warned(&[("JWT_KID", "from-file")]).is_empty());
         assert!(warned(&[("JWT_ISSUER", "me")]).is_empty());
         assert!(warned(&[("JWT_KID", " ")]).is_empty());

@@ -40,7 +40,9 @@ impl UserSource {
                     .map_err(|_| format!("{name:?} is not a valid header name"))?;
                 // A credential as the user would put it in every token, log line and status
                 // record (where that header is otherwise redacted).
-                if crate::record::NEVER_SHOWN.contains(&h.as_str()) {
+                let credential =
+                    |n: &&str| *n == h.as_str() || crate::forwarding::is_alias_of(h.as_str(), n);
+                if crate::record::NEVER_SHOWN.iter().any(credential) {
                     return Err(format!(
                         "{h} carries credentials, which would be copied into every token and \
                          log line: use bearer for Authorization tokens, or a header of its own"
@@ -363,6 +365,8 @@ mod tests {
             "header:proxy-authorization",
             "header:cookie",
             "header:x-my-jwt",
+            "header:x_my_jwt",
+            "header:proxy_authorization",
         ] {
             assert!(UserSource::parse(bad).is_err(), "{bad:?} should not parse");
         }

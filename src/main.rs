@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         Err(e) => return config_error(e),
     };
     if print_paths {
-        print!("{}", config.paths_text());
+        print!("{}{}", config.paths_text(), config.signing_text());
         return ExitCode::SUCCESS;
     }
     let upstream_addr = match config.upstream.resolve() {

@@ -417,7 +417,7 @@ fn collect(handles: Vec<std::thread::JoinHandle<Tally>>, during: &str) -> Tally 
     all
 }
 
-/// The image's configuration with our kid and user source under `jwt_proxy:`.
+/// The image's configuration with our kid (none: "-") and user source under `jwt_proxy:`.
 fn config_with(kid: &str, user_source: &str) -> String {
     let base = std::fs::read_to_string(manifest_dir().join("conf/jwt-proxy.yaml")).unwrap();
     let base = base.replace(
@@ -425,6 +425,9 @@ fn config_with(kid: &str, user_source: &str) -> String {
         &format!("  user_source: {user_source}"),
     );
     assert!(base.contains(user_source));
+    if kid == "-" {
+        return base;
+    }
     format!("{base}  jwt_kid: {kid}\n")
 }
 
@@ -495,7 +498,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     let conf = "/etc/jwt-proxy/local/jwt-proxy.yaml";
     write(
         &local.join("jwt-proxy.yaml"),
-        &config_with("k-file-1", "header:x-user"),
+        &config_with("-", "header:x-user"),
     );
     stack.set_override(&format!(
         "services:\n  proxy:\n    environment:\n      JWT_PROXY_CONF: {conf}\n    volumes:\n      - ./my-conf:/etc/jwt-proxy/local:ro\n"
@@ -503,10 +506,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     stack.compose(&["up", "-d"]);
     stack.wait_healthy();
     let r = post_as(stack.http, "alice", "bob");
-    assert_eq!(
-        identity_of(&r, &key),
-        (Some("k-file-1".into()), "alice".into())
-    );
+    assert_eq!(identity_of(&r, &key), (None, "alice".into()));
     let pid_file = stack.pid_file(conf);
     assert_eq!(stack.upgrades(&pid_file), "0 0 none");
 
@@ -535,7 +535,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     for r in &hup.answered {
         let (kid, user) = identity_of(r, &key);
         match kid.as_deref() {
-            Some("k-file-1") => {
+            None => {
                 assert!(user.starts_with("alice-"), "old config, {user}");
                 old += 1
             }
@@ -586,13 +586,25 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     let r = post_as(stack.http, "alice", "bob");
     assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
 
-    // 3d. A rotation by renaming a new file over the key: the mount still shows the old file, so
-    // the upgrade is refused (the old process serves on, with the key it has) and the log says why.
-    let renamed = keys.join("key.new");
+    // 3d. A rotation by renaming a new file over the key, the old one kept as a backup: the
+    // mount still shows the old file (now the backup), so the new kid would come with the old
+    // key. The supervisor refuses the upgrade (the old process serves on) and says why.
     let key4 = "container-test-key-4:0123456789abcdef0123456789abcdef0123456789abcdef0123";
-    write_key(&renamed, key4);
-    std::fs::rename(&renamed, &key_file).unwrap();
+    let backup = keys.join("key.old");
+    std::fs::rename(&key_file, &backup).unwrap();
+    write_key(&keys.join("key.new"), key4);
+    std::fs::rename(keys.join("key.new"), &key_file).unwrap();
     stack.new_kid_and_hup(&local, "k-file-4", &pid_file, "2 2 failed");
+    let r = post_as(stack.http, "alice", "bob");
+    assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
+    let logs = stack.logs("proxy");
+    assert!(
+        logs.contains("the kid changes (k-file-3 to k-file-4) but the signing key does not"),
+        "{logs}"
+    );
+    // 3e. The backup deleted too: the file the mount shows is linked nowhere; refused as well.
+    std::fs::remove_file(&backup).unwrap();
+    stack.new_kid_and_hup(&local, "k-file-5", &pid_file, "3 3 failed");
     let r = post_as(stack.http, "alice", "bob");
     assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
     let logs = stack.logs("proxy");

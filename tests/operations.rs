@@ -254,10 +254,15 @@ fn print_paths_shows_the_private_defaults_and_the_files_own() {
         let dir = scratch_dir("ops-uid");
         std::fs::metadata(write(&dir, "f", "")).unwrap().uid()
     };
+    // And the signing key's kid (none: `-`) and fingerprint, for the supervisor.
+    let signing = format!(
+        "signing_key=- {}\n",
+        jwt_proxy::keys::Key::demo().fingerprint()
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
-            "pid_file=/tmp/jwt-proxy-{uid}/jwt-proxy.pid\nupgrade_sock=/tmp/jwt-proxy-{uid}/upgrade.sock\n"
+            "pid_file=/tmp/jwt-proxy-{uid}/jwt-proxy.pid\nupgrade_sock=/tmp/jwt-proxy-{uid}/upgrade.sock\n{signing}"
         )
     );
     let dir = scratch_dir("ops-paths");
@@ -273,7 +278,7 @@ fn print_paths_shows_the_private_defaults_and_the_files_own() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
-            "pid_file={0}/p.pid\nupgrade_sock={0}/u.sock\n",
+            "pid_file={0}/p.pid\nupgrade_sock={0}/u.sock\n{signing}",
             dir.display()
         )
     );

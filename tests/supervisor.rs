@@ -608,3 +608,55 @@ fn a_refused_configuration_is_not_retried_and_the_exit_waits_the_pause() {
     signal(sup.id(), "TERM");
     exit(&mut sup, Duration::from_secs(3));
 }
+
+/// A HUP whose configuration names a new kid but still reads the same key (a container's bind
+/// mount still showing the old key file, or an environment variable shadowing the file's key)
+/// is refused: tokens would carry the new kid signed with the old key. With the new key read
+/// too, the same change goes through.
+#[test]
+fn an_upgrade_to_a_new_kid_with_the_old_key_is_refused() {
+    let _serial = serial();
+    let echo = start_echo(&["--no-verify"]);
+    let setup = Setup::new("sup-kid", echo.addr);
+    let with_kid = |kid: &str| {
+        setup.write_conf(&format!("http://{}/protected", echo.addr));
+        let yaml = std::fs::read_to_string(&setup.conf).unwrap();
+        std::fs::write(&setup.conf, format!("{yaml}  jwt_kid: {kid}\n")).unwrap();
+    };
+    with_kid("k1");
+    let mut sup = supervise(&setup, Path::new(env!("CARGO_BIN_EXE_jwt-proxy")));
+    let kid_of = |r: &Response| {
+        use base64::Engine;
+        let head = r.token().split('.').next().unwrap().to_string();
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(head)
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap()["kid"].clone()
+    };
+    let hup_until = |want: (u32, u32, &str)| {
+        signal(sup.child.id(), "HUP");
+        wait_until("the upgrade's outcome", Duration::from_secs(30), || {
+            setup.upgrades() == Some((want.0, want.1, want.2.to_string()))
+        });
+    };
+
+    with_kid("k2");
+    hup_until((1, 1, "failed"));
+    let log = supervisor_log(&setup);
+    assert!(
+        log.contains("the kid changes (k1 to k2) but the signing key does not"),
+        "{log}"
+    );
+    let r = post(setup.addr, "/", &[], b"{}");
+    assert_eq!(kid_of(&r), "k1", "the old process serves on, with its kid");
+    verify_with_jsonwebtoken(r.token(), KEY.as_bytes());
+
+    // The new key in the same file: the upgrade goes through, and tokens carry both new.
+    let key2 = "supervisor-test-key-2-0123456789abcdef0123456789abcdef0123456789ab";
+    std::fs::write(setup.dir.join("key"), format!("{key2}\n")).unwrap();
+    hup_until((2, 2, "ok"));
+    let r = post(setup.addr, "/", &[], b"{}");
+    assert_eq!(kid_of(&r), "k2");
+    verify_with_jsonwebtoken(r.token(), key2.as_bytes());
+    stop_supervisor(&mut sup, Duration::from_secs(15));
+}
