@@ -594,23 +594,24 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     std::fs::rename(&key_file, &backup).unwrap();
     write_key(&keys.join("key.new"), key4);
     std::fs::rename(keys.join("key.new"), &key_file).unwrap();
-    stack.new_kid_and_hup(&local, "k-file-4", &pid_file, "2 2 failed");
-    let r = post_as(stack.http, "alice", "bob");
-    assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
-    let logs = stack.logs("proxy");
-    assert!(
-        logs.contains("the kid changes (k-file-3 to k-file-4) but the signing key does not"),
-        "{logs}"
+    let refused = |kid: &str, want: &str, why: &str| {
+        stack.new_kid_and_hup(&local, kid, &pid_file, want);
+        let r = post_as(stack.http, "alice", "bob");
+        assert_eq!(signed_with(&r, key3), Some("k-file-3".into()), "served on");
+        let logs = stack.logs("proxy");
+        assert!(logs.contains(why), "{why:?} in {logs}");
+    };
+    refused(
+        "k-file-4",
+        "2 2 failed",
+        "the kid changes (k-file-3 to k-file-4) but the signing key does not",
     );
     // 3e. The backup deleted too: the file the mount shows is linked nowhere; refused as well.
     std::fs::remove_file(&backup).unwrap();
-    stack.new_kid_and_hup(&local, "k-file-5", &pid_file, "3 3 failed");
-    let r = post_as(stack.http, "alice", "bob");
-    assert_eq!(signed_with(&r, key3), Some("k-file-3".into()));
-    let logs = stack.logs("proxy");
-    assert!(
-        logs.contains("replaced or deleted after it was mounted"),
-        "{logs}"
+    refused(
+        "k-file-5",
+        "3 3 failed",
+        "replaced or deleted after it was mounted",
     );
 
     // 4. `make down` under load.
