@@ -762,7 +762,13 @@ impl Raw {
         for s in Setting::ALL {
             // Set to nothing (`FOO=` or `FOO=${FOO:-}` in compose) is the same as unset.
             if let Some(v) = env(s.name()).filter(|v| !v.trim().is_empty()) {
-                if in_file.contains(s) && values.get(s) != Some(&v) {
+                // Not when the file holds the default: the stock file spells out every default,
+                // and `HTTP_PORT=9090 make run` is no surprise to warn about.
+                let file_value = values.get(s).map(String::as_str);
+                if in_file.contains(s)
+                    && file_value != Some(v.as_str())
+                    && file_value != Some(s.default_value())
+                {
                     shadowed.push(*s);
                 }
                 values.insert(*s, v);
@@ -1286,7 +1292,8 @@ mod tests {
             warned(&[("JWT_KID", "from-env")]),
             ["JWT_KID from the environment overrides jwt_kid in the configuration file"]
         );
-        // The same value, a setting the file does not set, or an empty variable: quiet.
+        // The same value, a setting the file does not set (or sets to its default), or an empty
+        // variable: quiet.
         assert!(warned(&[("JWT_KID", "from-file")]).is_empty());
         assert!(warned(&[("JWT_ISSUER", "me")]).is_empty());
         assert!(warned(&[("JWT_KID", " ")]).is_empty());
