@@ -23,6 +23,13 @@ CONF=${JWT_PROXY_CONF:-conf/jwt-proxy.yaml}
 PAUSE=${START_ERROR_PAUSE_SECS:-0}
 
 log() { echo "supervise: $*" >&2; }
+# Sleep that a trapped signal cuts short.
+nap() {
+    sleep "$1" &
+    local s=$!
+    wait "$s"
+    kill "$s" 2>/dev/null
+}
 
 # A refused configuration (jwt-proxy exits 2; its message is above) is not retried: nothing
 # changes until someone fixes it. The exit waits PAUSE seconds (a TERM ends the wait), so that a
@@ -30,9 +37,7 @@ log() { echo "supervise: $*" >&2; }
 refused() {
     if [ "$PAUSE" -gt 0 ] 2>/dev/null && [ -z "${stopping:-}" ]; then
         log "jwt-proxy refused its configuration (see above); exiting in $PAUSE s"
-        sleep "$PAUSE" &
-        wait $!
-        kill $! 2>/dev/null
+        nap "$PAUSE"
     else
         log "jwt-proxy refused its configuration (see above)"
     fi
@@ -62,13 +67,6 @@ alive() { kill -0 "$1" 2>/dev/null; }
 serving() { alive "$1" && [ "$(cat "$PID_FILE" 2>/dev/null)" = "$1" ]; }
 gone() { ! alive "$1"; }
 sock_or_dead() { [ -S "$SOCK" ] || ! alive "$1"; }
-# Sleep that a trapped signal cuts short.
-nap() {
-    sleep "$1" &
-    local s=$!
-    wait "$s"
-    kill "$s" 2>/dev/null
-}
 # until_ok SECONDS CMD...: run CMD every 0.1 s until it succeeds (0), or a stop arrives or
 # SECONDS pass (1).
 until_ok() {

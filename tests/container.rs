@@ -291,13 +291,7 @@ fn status_token() -> String {
 }
 
 fn kid(token: &str) -> Option<String> {
-    use base64::Engine;
-    let head = token.split('.').next().unwrap();
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(head)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    v["kid"].as_str().map(String::from)
+    jsonwebtoken::decode_header(token).unwrap().kid
 }
 
 /// One POST with both identity headers: (kid, payload.user) of its token, checked with the
@@ -357,16 +351,18 @@ struct Tally {
     failures: Vec<String>,
 }
 
-/// Keep-alive clients that never re-send, each until `stop` is set; with `until_refused` also
-/// until a new connection is refused (the stack is going away: such a request was never sent).
+/// Keep-alive clients that never re-send, each until `stop` is set, or until a new connection
+/// is refused once `going_away` is set (the stack is being removed: such a request was never
+/// sent). A refused connection before that is a failure.
 fn load(
     addr: SocketAddr,
     stop: &Arc<AtomicBool>,
-    until_refused: bool,
+    going_away: &Arc<AtomicBool>,
 ) -> Vec<std::thread::JoinHandle<Tally>> {
     (0..CLIENTS)
         .map(|c| {
             let stop = stop.clone();
+            let going_away = going_away.clone();
             std::thread::spawn(move || {
                 let mut client = KeepAlive::new(addr);
                 let mut t = Tally::default();
@@ -374,7 +370,9 @@ fn load(
                 while !stop.load(Ordering::Relaxed) {
                     let r = client.post("/", &[("x-user", &user), ("x-client", &other)], b"{}");
                     match r {
-                        Err(e) if until_refused && e.starts_with("connect:") => {
+                        Err(e)
+                            if going_away.load(Ordering::Relaxed) && e.starts_with("connect:") =>
+                        {
                             t.refused += 1;
                             break;
                         }
@@ -511,7 +509,7 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
     assert_eq!(stack.upgrades(&pid_file), "0 0 none");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = load(stack.http, &stop, false);
+    let clients = load(stack.http, &stop, &Arc::new(AtomicBool::new(false)));
     std::thread::sleep(Duration::from_secs(1));
     write(
         &local.join("jwt-proxy.yaml"),
@@ -616,13 +614,15 @@ fn the_compose_stack_serves_upgrades_reconfigures_and_stops_without_losing_a_req
 
     // 4. `make down` under load.
     let stop = Arc::new(AtomicBool::new(false));
-    let clients = load(stack.http, &stop, true);
+    let going_away = Arc::new(AtomicBool::new(false));
+    let clients = load(stack.http, &stop, &going_away);
     // And one request the upstream takes 3 s to answer, in flight when the stop comes.
     let http = stack.http;
     let slow =
         std::thread::spawn(move || post(http, "/?delay_ms=3000", &[("x-client", "slow")], b"{}"));
     std::thread::sleep(Duration::from_secs(2));
     let t_down = Instant::now();
+    going_away.store(true, Ordering::Relaxed);
     let out = stack.run("down", &[]);
     let took = t_down.elapsed();
     assert_success(&out, "scripts/container.sh down");
