@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use pingora::server::configuration::ServerConf;
 
-use crate::identity::{check_user, UserSource};
-use crate::keys::{Key, KeyEncoding, PrivateKey, MIN_BEARER_KEY_BYTES, MIN_SIGNING_KEY_BYTES};
-use crate::keyset::{self, Keyset};
-use crate::minting::TokenSettings;
-use crate::rotation::{RotationSettings, RETIRE_LEEWAY_SECS};
+use crate::http::identity::{check_user, UserSource};
+use crate::signing::key::{Key, KeyEncoding, PrivateKey, MIN_BEARER_KEY_BYTES, MIN_SIGNING_KEY_BYTES};
+use crate::signing::keyset::{self, Keyset};
+use crate::signing::minting::TokenSettings;
+use crate::signing::ring::{RotationSettings, RETIRE_LEEWAY_SECS};
 
 /// Used when no `-c` is given and this file exists.
 pub const DEFAULT_CONF_PATH: &str = "conf/jwt-proxy.yaml";
@@ -93,7 +93,7 @@ pub const DEFAULT_STATUS_SHOW_HEADERS: &str = "content-type,content-length,conte
 user-agent,accept,accept-encoding,host,transfer-encoding,expect";
 
 /// Headers that carry secrets: `STATUS_SHOW_HEADERS` cannot list them.
-pub use crate::record::NEVER_SHOWN as ALWAYS_REDACTED;
+pub use crate::observe::record::NEVER_SHOWN as ALWAYS_REDACTED;
 
 /// `USER_DEFAULT` value (besides the empty YAML string) that makes identity required.
 pub const USER_DEFAULT_NONE: &str = "none";
@@ -280,7 +280,7 @@ impl UpstreamUrl {
     /// The URL as logged and shown (`/readyz` needs no token): query values redacted like a
     /// request's, since an upstream's query may carry a key.
     pub fn shown_url(&self) -> String {
-        crate::record::shown_path(self.url().as_bytes())
+        crate::observe::record::shown_path(self.url().as_bytes())
     }
 }
 
@@ -903,7 +903,7 @@ impl Raw {
     fn status_token(&self) -> Result<Option<String>, ConfigError> {
         let (token, from) = match self.opt(Setting::StatusTokenFile) {
             Some(path) => (
-                crate::keys::read_secret_file(Path::new(&path))
+                crate::signing::key::read_secret_file(Path::new(&path))
                     .map_err(|p| err(Setting::StatusTokenFile, p))?
                     .trim()
                     .to_string(),
@@ -1248,7 +1248,7 @@ mod tests {
     }
 
     use super::*;
-    use crate::keys::DEMO_SECRET;
+    use crate::signing::key::DEMO_SECRET;
 
     /// An environment lookup with the given values; `JWT_DEMO_KEY=true` unless the test says
     /// otherwise, so that tests about other settings need no key.

@@ -13,16 +13,16 @@ use pingora::services::listening::Service;
 use pingora::apps::HttpServerOptions;
 use pingora::services::background::background_service;
 
-use jwt_proxy::access_log::AccessLog;
+use jwt_proxy::observe::access_log::AccessLog;
 use jwt_proxy::config::{self, Config, Early};
-use jwt_proxy::connection_cap::{Capped, MAX_STATUS_CONNECTIONS};
-use jwt_proxy::drain::ProxyApp;
-use jwt_proxy::key_reload::{self, KeyWatcher, LiveKeys};
-use jwt_proxy::proxy::JwtProxy;
-use jwt_proxy::shutdown::DelayedStop;
-use jwt_proxy::stats::Stats;
-use jwt_proxy::status::{Info, StatusApp};
-use jwt_proxy::upstream::{Refresher, Upstream};
+use jwt_proxy::conn::connection_cap::{Capped, MAX_STATUS_CONNECTIONS};
+use jwt_proxy::conn::drain::ProxyApp;
+use jwt_proxy::signing::live::{self, KeyWatcher, LiveKeys};
+use jwt_proxy::http::proxy::JwtProxy;
+use jwt_proxy::conn::shutdown::DelayedStop;
+use jwt_proxy::observe::stats::Stats;
+use jwt_proxy::observe::status::{Info, StatusApp};
+use jwt_proxy::http::upstream::{Refresher, Upstream};
 
 // glibc malloc showed up at ~13% of the proxy's CPU in profiles; mimalloc is cheaper per call.
 #[global_allocator]
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             println!("{}", config::version_line());
             return ExitCode::SUCCESS;
         }
-        Early::Keys(args) => return ExitCode::from(jwt_proxy::key_tool::run(args)),
+        Early::Keys(args) => return ExitCode::from(jwt_proxy::tools::key_tool::run(args)),
         Early::Run { args, print_paths } => (args, print_paths),
     };
     let mut opt = Opt::parse_from_args(args);
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         .keys
         .path
         .as_ref()
-        .map(|k| key_reload::state_path(Path::new(&config.server.pid_file), k));
+        .map(|k| live::state_path(Path::new(&config.server.pid_file), k));
     let keys = match LiveKeys::new(&config.keys, &config.token, state_path, stats.clone()) {
         Ok(k) => Arc::new(k),
         Err(e) => {
@@ -184,7 +184,7 @@ fn main() -> ExitCode {
         access_log,
     );
     let mut proxy_service = Service::new("jwt-proxy".to_string(), app);
-    proxy_service.add_listener(jwt_proxy::listener::proxy_listener(
+    proxy_service.add_listener(jwt_proxy::conn::listener::proxy_listener(
         &config.listen.to_string(),
     ));
     let shutdown_stats = stats.clone();

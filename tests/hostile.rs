@@ -768,7 +768,7 @@ fn idle_connections_to_the_status_port_are_capped_and_never_lock_out_a_real_clie
     // use up neither the file descriptors the proxy port needs nor the slots a real client
     // (connect, then ask at once) needs.
     let (_echo, proxy) = start_stack(&[]);
-    let cap = jwt_proxy::connection_cap::MAX_STATUS_CONNECTIONS;
+    let cap = jwt_proxy::conn::connection_cap::MAX_STATUS_CONNECTIONS;
     let get_on_new_connection = |path: &str| {
         let mut s = TcpStream::connect(proxy.status).unwrap();
         s.write_all(

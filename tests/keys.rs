@@ -67,12 +67,12 @@ fn jwks_url(proxy: &Proxy) -> String {
 }
 
 fn kid_of(token: &str) -> String {
-    let (h, _) = jwt_proxy::verification::decode_parts(token).unwrap();
+    let (h, _) = jwt_proxy::signing::verification::decode_parts(token).unwrap();
     h["kid"].as_str().unwrap_or_default().to_string()
 }
 
 fn iat_of(token: &str) -> u64 {
-    let (_, c) = jwt_proxy::verification::decode_parts(token).unwrap();
+    let (_, c) = jwt_proxy::signing::verification::decode_parts(token).unwrap();
     c["iat"].as_u64().unwrap()
 }
 
@@ -263,7 +263,7 @@ fn every_alg_verifies_through_the_jwks_alone_with_the_readme_code() {
         assert_eq!(kids, ["ed-1", "es-1"], "asymmetric keys only");
         assert!(!jwks_body.contains(secret.trim()), "never an HMAC secret");
         for t in &tokens {
-            let (h, c) = jwt_proxy::verification::decode_parts(t).unwrap();
+            let (h, c) = jwt_proxy::signing::verification::decode_parts(t).unwrap();
             assert_eq!(h["alg"], alg);
             assert_eq!(h["kid"], signing);
             assert_eq!(c["nbf"].as_u64().unwrap() + 30, c["iat"].as_u64().unwrap());
@@ -717,7 +717,7 @@ fn a_new_process_resumes_the_keys_in_use() {
         .lines()
         .find_map(|l| l.strip_prefix("pid_file=").map(str::to_string))
         .unwrap();
-    let state = jwt_proxy::key_reload::state_path(Path::new(&pid_file), &path);
+    let state = jwt_proxy::signing::live::state_path(Path::new(&pid_file), &path);
     let good = std::fs::read_to_string(&state).expect("the state file exists");
     assert!(
         good.contains("\"old\"") && !good.contains("PRIVATE"),

@@ -257,7 +257,7 @@ fn print_paths_shows_the_private_defaults_and_the_files_own() {
     // And the signing key's kid (none: `-`) and fingerprint, for the supervisor.
     let signing = format!(
         "signing_key=- {}\n",
-        jwt_proxy::keys::Key::demo().fingerprint()
+        jwt_proxy::signing::key::Key::demo().fingerprint()
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

@@ -191,7 +191,7 @@ fn ports_and_variables_agree_with_the_config_and_readme() {
         "/run/secrets/jwt_secret"
     );
     let demo = read("conf/demo-secret.txt");
-    assert_eq!(demo.trim_end(), jwt_proxy::keys::DEMO_SECRET);
+    assert_eq!(demo.trim_end(), jwt_proxy::signing::key::DEMO_SECRET);
     assert!(read(".dockerignore").lines().any(|l| l.trim() == "target/"));
 }
 

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use jwt_proxy::config::{Config, SETTINGS};
-use jwt_proxy::identity::check_user;
-use jwt_proxy::keys::{Key, KeyEncoding, PrivateKey, DEMO_SECRET};
-use jwt_proxy::minting::{Jti, Minter, TokenSettings};
-use jwt_proxy::verification::decode_parts;
+use jwt_proxy::http::identity::check_user;
+use jwt_proxy::signing::key::{Key, KeyEncoding, PrivateKey, DEMO_SECRET};
+use jwt_proxy::signing::minting::{Jti, Minter, TokenSettings};
+use jwt_proxy::signing::verification::decode_parts;
 use proptest::prelude::*;
 
 fn minter(ttl: Option<u64>) -> (Minter, Key) {

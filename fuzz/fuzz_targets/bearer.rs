@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
-use jwt_proxy::identity::{self, check_user};
-use jwt_proxy::keys::{Key, KeyEncoding, DEMO_SECRET};
-use jwt_proxy::verification::{decode_parts, BearerVerifier};
+use jwt_proxy::http::identity::{self, check_user};
+use jwt_proxy::signing::key::{Key, KeyEncoding, DEMO_SECRET};
+use jwt_proxy::signing::verification::{decode_parts, BearerVerifier};
 use libfuzzer_sys::fuzz_target;
 
 fn verifier() -> &'static (BearerVerifier, Key) {

@@ -2,7 +2,7 @@
 //! reading of the same body.
 #![no_main]
 
-use jwt_proxy::identity::{check_user, from_json};
+use jwt_proxy::http::identity::{check_user, from_json};
 use libfuzzer_sys::fuzz_target;
 
 const SKIPPED_ONLY: &[&str] = &[

@@ -1,4 +1,4 @@
-//! protected-echo: the demo/test upstream (see `jwt_proxy::echo`).
+//! protected-echo: the demo/test upstream (see `jwt_proxy::tools::echo`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,9 +10,9 @@ use pingora::services::listening::Service;
 
 use std::sync::Arc;
 
-use jwt_proxy::echo::EchoApp;
-use jwt_proxy::jwks_client::JwksVerifier;
-use jwt_proxy::keys::{key_from_args, Key};
+use jwt_proxy::tools::echo::EchoApp;
+use jwt_proxy::tools::jwks_client::JwksVerifier;
+use jwt_proxy::signing::key::{key_from_args, Key};
 
 /// A small upstream for jwt-proxy: answers POST /protected with a JSON echo of the request.
 #[derive(Parser, Debug)]

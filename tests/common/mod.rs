@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const DEMO_SECRET: &str = jwt_proxy::keys::DEMO_SECRET;
+pub const DEMO_SECRET: &str = jwt_proxy::signing::key::DEMO_SECRET;
 
 /// A loopback port free now and never handed out before in this test process: tests run in
 /// parallel, and two of them given the same port would each start a server on it, one failing

@@ -32,7 +32,7 @@ use pingora::proxy::Session;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::stats::{Counter, Stats};
+use crate::observe::stats::{Counter, Stats};
 
 /// Between requests: the keep-alive timeout applies, no head deadline.
 const IDLE: u8 = 0;

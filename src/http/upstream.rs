@@ -16,7 +16,7 @@ use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
 use tokio::sync::Notify;
 
 use crate::config::{Config, UpstreamUrl};
-use crate::stats::{Counter, Stats};
+use crate::observe::stats::{Counter, Stats};
 
 /// How often the upstream's name is looked up again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);

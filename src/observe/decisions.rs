@@ -2,7 +2,7 @@
 //! ([`REASONS`], which also drives `/metrics`' `jwt_proxy_decisions_total{outcome,reason}`, the
 //! JSON and the status page). A refusal's reason is the `error` code of its JSON body.
 
-use crate::record::Outcome;
+use crate::observe::record::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -91,9 +91,9 @@ impl Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Rejection;
-    use crate::reply::*;
-    use crate::verification::BearerError;
+    use crate::http::identity::Rejection;
+    use crate::http::reply::*;
+    use crate::signing::verification::BearerError;
 
     #[test]
     fn the_table_is_in_enum_order_with_unique_names() {

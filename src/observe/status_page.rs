@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::Value;
 
-use crate::decisions::REASONS;
-use crate::record::{format_time, OUTCOMES};
-use crate::stats::{Group, Histogram, Stats, COUNTERS};
+use crate::observe::decisions::REASONS;
+use crate::observe::record::{format_time, OUTCOMES};
+use crate::observe::stats::{Group, Histogram, Stats, COUNTERS};
 
 pub fn render(j: &Value, s: &Stats) -> String {
     let mut h = String::with_capacity(32 * 1024);

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::keys::{Alg, PrivateKey};
-use crate::keyset::check_kid;
+use crate::signing::key::{Alg, PrivateKey};
+use crate::signing::keyset::check_kid;
 
 /// Manage signing keys.
 #[derive(Parser, Debug)]

@@ -4,7 +4,7 @@
 use http::header;
 use pingora::http::RequestHeader;
 
-use crate::reply::{self, ErrorReply};
+use crate::http::reply::{self, ErrorReply};
 
 /// Why this head is refused, if it is: too large (431), not a POST (405), an absolute-form or
 /// `*` target, or ambiguous framing (400). `raw_head` is the head as received.

@@ -10,7 +10,7 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha512;
 
-use crate::keys::PrivateKey;
+use crate::signing::key::PrivateKey;
 
 /// A token id: 128 bits from the caller's RNG, as 32 lowercase hex digits (no allocation).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,8 +265,8 @@ pub fn utc_date(unix_secs: u64) -> [u8; 10] {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::keys::{Alg, Key, KeyEncoding};
-    use crate::verification::{decode_parts, TokenVerifier};
+    use crate::signing::key::{Alg, Key, KeyEncoding};
+    use crate::signing::verification::{decode_parts, TokenVerifier};
 
     pub(crate) fn demo_minter(settings: &TokenSettings) -> Minter {
         Minter::new(&PrivateKey::Hs512(Key::demo()), None, settings)
@@ -329,7 +329,7 @@ pub(crate) mod tests {
     #[test]
     fn known_answer_vectors_for_every_encoding() {
         let v: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/data/test-vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/data/test-vectors.json")).unwrap();
         let claims = &v["claims"];
         let mut raw = [0u8; 16];
         let jti_hex = claims["jti"].as_str().unwrap();

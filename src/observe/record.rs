@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName, Method};
 use serde_json::{json, Value};
 
-use crate::minting::Jti;
-use crate::verification::decode_parts;
+use crate::signing::minting::Jti;
+use crate::signing::verification::decode_parts;
 use crate::TOKEN_HEADER;
 
 /// The longest path (with query) a record keeps; longer ones are cut with a marker.
@@ -214,7 +214,7 @@ pub struct Record {
     pub spoofed: bool,
     pub outcome: Outcome,
     /// Why it ended so (`jwt_proxy_decisions_total`).
-    pub reason: crate::decisions::Reason,
+    pub reason: crate::observe::decisions::Reason,
     pub error: Option<Cow<'static, str>>,
 }
 
@@ -432,13 +432,13 @@ mod tests {
             head_bytes: 80,
             headers: ShownHeaders::default(),
             user: Some("alice".into()),
-            jti: crate::minting::Jti::from_bytes([7; 16]),
+            jti: crate::signing::minting::Jti::from_bytes([7; 16]),
             iat: None,
             exp: None,
             token_unsigned: None,
             spoofed: true,
             outcome: Outcome::Proxied,
-            reason: crate::decisions::Reason::Forwarded,
+            reason: crate::observe::decisions::Reason::Forwarded,
             error: None,
         };
         let odd = Record {
@@ -597,7 +597,7 @@ mod tests {
             exp: None,
             spoofed: false,
             outcome: Outcome::Proxied,
-            reason: crate::decisions::Reason::Forwarded,
+            reason: crate::observe::decisions::Reason::Forwarded,
             error: Some(Cow::Owned("e".repeat(200))),
         };
         assert!(r.size_bytes() < 8 * 1024, "{}", r.size_bytes());

@@ -6,7 +6,7 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::record::Outcome;
+use crate::observe::record::Outcome;
 
 /// An error reply: its HTTP status, fixed code, and the message for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,10 +13,10 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::KeyConfig;
-use crate::keyset::{self, Keyset};
-use crate::minting::{Jti, Minted, TokenSettings};
-use crate::rotation::{Jwks, KeyRing};
-use crate::stats::{Counter, Stats};
+use crate::signing::keyset::{self, Keyset};
+use crate::signing::minting::{Jti, Minted, TokenSettings};
+use crate::signing::ring::{Jwks, KeyRing};
+use crate::observe::stats::{Counter, Stats};
 
 /// How often the keyset's files are checked for changes.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -354,7 +354,7 @@ fn read_state(p: &Path, keyset: &Path) -> Result<Option<serde_json::Value>, Stri
             p.display()
         )
     };
-    let text = match crate::keys::read_regular_file(p, crate::keys::MAX_KEY_FILE_BYTES) {
+    let text = match crate::signing::key::read_regular_file(p, crate::signing::key::MAX_KEY_FILE_BYTES) {
         Ok(t) => t,
         Err(_) if !p.exists() && p.symlink_metadata().is_err() => return Ok(None),
         Err(e) => return Err(damaged(e)),

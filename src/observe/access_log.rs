@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::record::Record;
-use crate::stats::{Counter, Stats};
+use crate::observe::record::Record;
+use crate::observe::stats::{Counter, Stats};
 
 /// Bytes of lines the buffer holds (about 3,500 typical lines); past it, lines are dropped.
 pub const QUEUE_BYTES: usize = 1 << 20;
@@ -165,8 +165,8 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::minting::Jti;
-    use crate::record::{Outcome, ShownHeaders};
+    use crate::signing::minting::Jti;
+    use crate::observe::record::{Outcome, ShownHeaders};
 
     /// A writer that blocks while `gate` is held, then keeps what it is given.
     struct Gated {
@@ -206,7 +206,7 @@ mod tests {
             token_unsigned: None,
             spoofed: false,
             outcome: Outcome::Proxied,
-            reason: crate::decisions::Reason::Forwarded,
+            reason: crate::observe::decisions::Reason::Forwarded,
             error: None,
         }
     }

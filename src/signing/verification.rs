@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::keys::{Alg, Key};
+use crate::signing::key::{Alg, Key};
 
 /// Inbound bearer tokens larger than this are refused before any parsing.
 pub const MAX_BEARER_BYTES: usize = 8 * 1024;
@@ -265,9 +265,9 @@ fn ours(alg: Alg) -> Validation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{KeyEncoding, PrivateKey, DEMO_SECRET};
-    use crate::minting::tests::demo_minter;
-    use crate::minting::{Jti, Minter, TokenSettings};
+    use crate::signing::key::{KeyEncoding, PrivateKey, DEMO_SECRET};
+    use crate::signing::minting::tests::demo_minter;
+    use crate::signing::minting::{Jti, Minter, TokenSettings};
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::Sha512;
 
@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn the_known_answer_token_verifies_with_its_secret_only() {
         let v: Value =
-            serde_json::from_str(include_str!("../tests/data/test-vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/data/test-vectors.json")).unwrap();
         let case = &v["signing"][1];
         let key = Key::decode(case["secret"].as_str().unwrap(), KeyEncoding::Hex).unwrap();
         let token = case["token"].as_str().unwrap();
@@ -345,7 +345,7 @@ mod tests {
 
     #[test]
     fn the_alg_comes_from_the_key_not_from_the_token() {
-        use crate::keys::Alg;
+        use crate::signing::key::Alg;
         // An HS512 token signed with the *public* key bytes of an EdDSA key, named by its kid:
         // the classic alg-confusion forgery. The kid's key is EdDSA, so HS512 is refused.
         let ed = PrivateKey::generate(Alg::EdDsa);

@@ -9,7 +9,7 @@ use std::fmt;
 use http::HeaderName;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::verification::{BearerError, BearerVerifier};
+use crate::signing::verification::{BearerError, BearerVerifier};
 
 /// Longest accepted user value, in bytes.
 pub const MAX_USER_BYTES: usize = 256;
@@ -41,8 +41,8 @@ impl UserSource {
                 // A credential as the user would put it in every token, log line and status
                 // record (where that header is otherwise redacted).
                 let credential =
-                    |n: &&str| *n == h.as_str() || crate::forwarding::is_alias_of(h.as_str(), n);
-                if crate::record::NEVER_SHOWN.iter().any(credential) {
+                    |n: &&str| *n == h.as_str() || crate::http::forwarding::is_alias_of(h.as_str(), n);
+                if crate::observe::record::NEVER_SHOWN.iter().any(credential) {
                     return Err(format!(
                         "{h} carries credentials, which would be copied into every token and \
                          log line: use bearer for Authorization tokens, or a header of its own"
@@ -332,7 +332,7 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Key, KeyEncoding, DEMO_SECRET};
+    use crate::signing::key::{Key, KeyEncoding, DEMO_SECRET};
 
     fn one(v: &str) -> std::iter::Once<&[u8]> {
         std::iter::once(v.as_bytes())
@@ -519,7 +519,7 @@ mod tests {
     #[test]
     fn bearer_source_with_shared_vectors() {
         let vectors: serde_json::Value =
-            serde_json::from_str(include_str!("../tests/data/test-vectors.json")).unwrap();
+            serde_json::from_str(include_str!("../../tests/data/test-vectors.json")).unwrap();
         let verifier = BearerVerifier::new(&Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap());
         for case in vectors["bearer"]["accept"].as_array().unwrap() {
             let header = format!("Bearer {}", case["token"].as_str().unwrap());

@@ -16,10 +16,10 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
-use crate::key_reload::{unix_ms, LiveKeys};
-use crate::record::{format_time, Record, OUTCOMES};
-use crate::stats::{Histogram, Stats, COUNTERS};
-use crate::upstream::Upstream;
+use crate::signing::live::{unix_ms, LiveKeys};
+use crate::observe::record::{format_time, Record, OUTCOMES};
+use crate::observe::stats::{Histogram, Stats, COUNTERS};
+use crate::http::upstream::Upstream;
 
 /// Facts fixed at start-up that the status service shows.
 #[derive(Debug, Clone)]
@@ -170,7 +170,7 @@ impl StatusApp {
             .headers
             .get_all(http::header::AUTHORIZATION)
             .iter()
-            .filter_map(|v| crate::identity::bearer_token(v.as_bytes()))
+            .filter_map(|v| crate::http::identity::bearer_token(v.as_bytes()))
             .any(|given| same_secret(given, token.as_bytes()))
     }
 
@@ -405,7 +405,7 @@ impl StatusApp {
     }
 
     pub fn html(&self) -> String {
-        crate::status_page::render(&self.json(), &self.stats)
+        crate::observe::status_page::render(&self.json(), &self.stats)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::verification::decode_parts;
+use crate::signing::verification::decode_parts;
 
 /// Exit codes of `jwt-post`.
 pub mod exit {

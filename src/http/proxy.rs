@@ -17,20 +17,20 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::access_log::AccessLog;
+use crate::observe::access_log::AccessLog;
 use crate::config::Config;
-use crate::decisions::Reason;
-use crate::forwarding::{self, remove_aliases, set_forwarding_headers};
-use crate::head_checks::{head_refusal, noncanonical_length, wire_body_len};
-use crate::header_timeout;
-use crate::identity::{self, Rejection, UserSource};
-use crate::key_reload::LiveKeys;
-use crate::minting::Jti;
-use crate::record::{self, Outcome, Record, ShownHeaders};
-use crate::reply::{self, ErrorReply};
-use crate::stats::{Counter, Stats};
-use crate::upstream::Upstream;
-use crate::verification::{BearerError, BearerVerifier};
+use crate::observe::decisions::Reason;
+use crate::http::forwarding::{self, remove_aliases, set_forwarding_headers};
+use crate::http::head_checks::{head_refusal, noncanonical_length, wire_body_len};
+use crate::conn::header_timeout;
+use crate::http::identity::{self, Rejection, UserSource};
+use crate::signing::live::LiveKeys;
+use crate::signing::minting::Jti;
+use crate::observe::record::{self, Outcome, Record, ShownHeaders};
+use crate::http::reply::{self, ErrorReply};
+use crate::observe::stats::{Counter, Stats};
+use crate::http::upstream::Upstream;
+use crate::signing::verification::{BearerError, BearerVerifier};
 use crate::TOKEN_HEADER;
 
 /// Pingora can replay a body read before the upstream request only from its retry buffer,

@@ -31,9 +31,9 @@ use pingora::server::ShutdownWatch;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::access_log::AccessLog;
-use crate::header_timeout::{self, HeadGuard};
-use crate::stats::Stats;
+use crate::observe::access_log::AccessLog;
+use crate::conn::header_timeout::{self, HeadGuard};
+use crate::observe::stats::Stats;
 
 /// How often the drain looks at the open-connection count.
 const POLL: Duration = Duration::from_millis(20);

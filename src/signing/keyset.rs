@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::keys::{
+use crate::signing::key::{
     read_regular_file, Alg, Key, KeyEncoding, PrivateKey, MAX_KEY_FILE_BYTES, MIN_SIGNING_KEY_BYTES,
 };
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::keys::Key;
-use crate::verification::{TokenVerifier, VerifyError};
+use crate::signing::key::Key;
+use crate::signing::verification::{TokenVerifier, VerifyError};
 
 /// Fewest seconds between two fetches of the JWKS (a flood of unknown kids costs one per second).
 pub const MIN_REFETCH: Duration = Duration::from_secs(1);

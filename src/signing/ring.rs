@@ -17,9 +17,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::keys::Alg;
-use crate::keyset::{KeyEntry, Keyset};
-use crate::minting::{Minter, TokenSettings};
+use crate::signing::key::Alg;
+use crate::signing::keyset::{KeyEntry, Keyset};
+use crate::signing::minting::{Minter, TokenSettings};
 
 /// Verifiers' clock leeway added to the TTL before a removed key is dropped (the default of
 /// common JWT libraries, e.g. 60 s in jsonwebtoken).
@@ -478,7 +478,7 @@ fn public_jwk(jwk: &Value, kid: &str, alg: &str, fingerprint: &str) -> Option<Va
         "EdDSA" => b64("x")?,
         _ => [vec![4u8], b64("x")?, b64("y")?].concat(),
     };
-    if crate::keys::fingerprint_of(&public) != fingerprint {
+    if crate::signing::key::fingerprint_of(&public) != fingerprint {
         return None;
     }
     out["kid"] = kid.into();
@@ -504,9 +504,9 @@ fn jwks_of(held: &[Held]) -> Jwks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::PrivateKey;
-    use crate::minting::Jti;
-    use crate::verification::decode_parts;
+    use crate::signing::key::PrivateKey;
+    use crate::signing::minting::Jti;
+    use crate::signing::verification::decode_parts;
 
     const LEAD: u64 = 600;
     const RETIRE: u64 = 360;

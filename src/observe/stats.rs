@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use crate::decisions::{ReasonInfo, REASONS};
-use crate::record::{Outcome, Record, OUTCOMES};
-use crate::timeline::{Point, Timeline};
+use crate::observe::decisions::{ReasonInfo, REASONS};
+use crate::observe::record::{Outcome, Record, OUTCOMES};
+use crate::observe::timeline::{Point, Timeline};
 
 /// A monotonic event counter. Each has one row in [`COUNTERS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,8 +349,8 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::minting::Jti;
-    use crate::record::ShownHeaders;
+    use crate::signing::minting::Jti;
+    use crate::observe::record::ShownHeaders;
     use http::Method;
 
     fn record(status: u16, path_len: usize) -> Record {
@@ -379,9 +379,9 @@ mod tests {
                 Outcome::Proxied
             },
             reason: if status == 502 {
-                crate::decisions::Reason::UpstreamUnavailable
+                crate::observe::decisions::Reason::UpstreamUnavailable
             } else {
-                crate::decisions::Reason::Forwarded
+                crate::observe::decisions::Reason::Forwarded
             },
             error: None,
         }

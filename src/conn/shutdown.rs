@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::stats::Stats;
+use crate::observe::stats::Stats;
 
 pub struct DelayedStop {
     pub delay: Duration,
