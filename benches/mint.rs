@@ -9,13 +9,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderValue;
-use jwt_proxy::config::KeyConfig;
-use jwt_proxy::signing::live::LiveKeys;
+use jwt_proxy::observe::stats::Stats;
 use jwt_proxy::signing::key::{Alg, Key, KeyEncoding, PrivateKey, DEMO_SECRET};
 use jwt_proxy::signing::keyset::Keyset;
+use jwt_proxy::signing::live::LiveKeys;
 use jwt_proxy::signing::minting::{Jti, TokenSettings};
 use jwt_proxy::signing::ring::RotationSettings;
-use jwt_proxy::observe::stats::Stats;
+use jwt_proxy::signing::KeyConfig;
 
 /// Unix ms, as a request reads the clock.
 fn now() -> u64 {

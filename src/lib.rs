@@ -3,10 +3,14 @@
 //! "Layout" section for this tree: layers only point down, from `main` through `http`, `conn`
 //! and `observe`, to `config` and `signing`, to `os` and `clock`.
 
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod http;
 pub mod observe;
+pub mod os;
+pub mod pingora_limits;
 pub mod signing;
 pub mod tools;
 

@@ -1,32 +1,38 @@
-//! jwt-proxy: wiring only. Parse the config, build the proxy and status services, run.
+//! jwt-proxy: wiring only. Parse the command line and the config, build the proxy and status
+//! services, run. Each step is a function below; none decides anything a module should.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pingora::apps::HttpServerOptions;
 use pingora::prelude::Opt;
 use pingora::proxy::HttpProxy;
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use pingora::apps::HttpServerOptions;
-use pingora::services::background::background_service;
-
-use jwt_proxy::observe::access_log::AccessLog;
-use jwt_proxy::config::{self, Config, Early};
+use jwt_proxy::cli::{self, Early};
+use jwt_proxy::config::{Config, ConfigError};
 use jwt_proxy::conn::connection_cap::{Capped, MAX_STATUS_CONNECTIONS};
 use jwt_proxy::conn::drain::ProxyApp;
-use jwt_proxy::signing::live::{self, KeyWatcher, LiveKeys};
-use jwt_proxy::http::proxy::JwtProxy;
 use jwt_proxy::conn::shutdown::DelayedStop;
+use jwt_proxy::http::proxy::JwtProxy;
+use jwt_proxy::http::upstream::{Refresher, Upstream};
+use jwt_proxy::observe::access_log::AccessLog;
 use jwt_proxy::observe::stats::Stats;
 use jwt_proxy::observe::status::{Info, StatusApp};
-use jwt_proxy::http::upstream::{Refresher, Upstream};
+use jwt_proxy::signing::live::{self, LiveKeys};
+use jwt_proxy::signing::watcher::KeyWatcher;
 
 // glibc malloc showed up at ~13% of the proxy's CPU in profiles; mimalloc is cheaper per call.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit status of a configuration that does not load (the supervisor does not retry it).
+const CONFIG_REFUSED: u8 = 2;
 
 fn main() -> ExitCode {
     // SIGHUP reloads the keyset (the key watcher's handler); until that handler is installed,
@@ -36,9 +42,9 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (args, print_paths) = match config::early_args(std::env::args_os()) {
+    let (args, print_paths) = match cli::early_args(std::env::args_os()) {
         Early::Version => {
-            println!("{}", config::version_line());
+            println!("{}", cli::version_line());
             return ExitCode::SUCCESS;
         }
         Early::Keys(args) => return ExitCode::from(jwt_proxy::tools::key_tool::run(args)),
@@ -49,35 +55,22 @@ fn main() -> ExitCode {
         std::env::var(k).ok()
     }) {
         Ok(c) => c,
-        Err(e) => return config_error(e),
+        Err(e) => return refused(e),
     };
     if print_paths {
-        print!("{}{}", config.paths_text(), config.signing_text());
+        print!("{}", cli::print_paths_text(&config));
         return ExitCode::SUCCESS;
     }
-    let upstream_addr = match config.upstream.resolve() {
+    let upstream_addr = match prepare(&config, &opt) {
         Ok(a) => a,
-        Err(e) => return config_error(e),
+        Err(e) => return refused(e),
     };
-    if let Err(e) = config.prepare_runtime_dirs() {
-        return config_error(e);
-    }
-    if !opt.test && !opt.upgrade {
-        if let Err(e) = config.check_listen_addresses() {
-            return config_error(e);
-        }
-    }
     let stats = Arc::new(Stats::new(config.status_recent, config.status_recent_bytes));
-    let state_path = config
-        .keys
-        .path
-        .as_ref()
-        .map(|k| live::state_path(Path::new(&config.server.pid_file), k));
-    let keys = match LiveKeys::new(&config.keys, &config.token, state_path, stats.clone()) {
-        Ok(k) => Arc::new(k),
+    let keys = match live_keys(&config, &stats) {
+        Ok(k) => k,
         Err(e) => {
             eprintln!("jwt-proxy: config error: JWT_KEYS: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(CONFIG_REFUSED);
         }
     };
     if opt.test {
@@ -87,6 +80,47 @@ fn main() -> ExitCode {
         println!("jwt-proxy: configuration OK");
         return ExitCode::SUCCESS;
     }
+    log_start(&config, upstream_addr);
+    opt.conf = None; // already read; Pingora would only warn about it
+    match run(config, opt, upstream_addr, stats, keys) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jwt-proxy: {e}");
+            ExitCode::from(CONFIG_REFUSED)
+        }
+    }
+}
+
+fn refused(e: ConfigError) -> ExitCode {
+    eprintln!("jwt-proxy: {e}");
+    ExitCode::from(CONFIG_REFUSED)
+}
+
+/// The I/O checks before anything starts: the upstream's address, the private runtime
+/// directory, and (at a fresh start) both listen addresses.
+fn prepare(config: &Config, opt: &Opt) -> Result<SocketAddr, ConfigError> {
+    let upstream_addr = config.upstream.resolve()?;
+    config.prepare_runtime_dirs()?;
+    if !opt.test && !opt.upgrade {
+        config.check_listen_addresses()?;
+    }
+    Ok(upstream_addr)
+}
+
+/// The keys requests are signed with, resuming a previous process's keyset state if any.
+fn live_keys(config: &Config, stats: &Arc<Stats>) -> Result<Arc<LiveKeys>, String> {
+    let state_path = config
+        .keys
+        .path
+        .as_ref()
+        .map(|k| live::state_path(Path::new(&config.server.pid_file), k));
+    LiveKeys::new(&config.keys, &config.token, state_path, stats.clone())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// What the operator sees at start: where it listens and sends, which key signs, warnings.
+fn log_start(config: &Config, upstream_addr: SocketAddr) {
     log::info!(
         "jwt-proxy {} listening on {} (status on {}), upstream {} ({upstream_addr}), user from {}",
         env!("CARGO_PKG_VERSION"),
@@ -95,12 +129,13 @@ fn main() -> ExitCode {
         config.upstream.shown_url(),
         config.user_source
     );
-    match &config.keys.path {
+    let keys = &config.keys;
+    match &keys.path {
         None => log::info!(
             "signing key fingerprint {} ({}-encoded){}",
-            config.keys.signing_key().fingerprint(),
-            config.keys.encoding.as_str(),
-            Some(config.keys.set.signing.as_str())
+            keys.signing_key().fingerprint(),
+            keys.encoding.as_str(),
+            Some(keys.set.signing.as_str())
                 .filter(|k| !k.is_empty())
                 .map(|k| format!(", kid {k}"))
                 .unwrap_or_default()
@@ -108,67 +143,47 @@ fn main() -> ExitCode {
         Some(path) => log::info!(
             "keyset {}: signing {} ({} {}), {} keys; publish lead {} s, JWKS max-age {} s",
             path.display(),
-            config.keys.set.signing,
-            config.keys.signing_key().alg(),
-            config.keys.signing_key().fingerprint(),
-            config.keys.set.keys.len(),
-            config.keys.rotation.publish_lead_secs,
-            config.keys.jwks_max_age_secs
+            keys.set.signing,
+            keys.signing_key().alg(),
+            keys.signing_key().fingerprint(),
+            keys.set.keys.len(),
+            keys.rotation.publish_lead_secs,
+            keys.jwks_max_age_secs
         ),
     }
     for w in config.warnings() {
         log::warn!("{w}");
     }
+}
 
+/// Build the services and run until stopped.
+fn run(
+    config: Config,
+    opt: Opt,
+    upstream_addr: SocketAddr,
+    stats: Arc<Stats>,
+    keys: Arc<LiveKeys>,
+) -> pingora::Result<()> {
     let upstream = Arc::new(Upstream::new(&config, upstream_addr, stats.clone()));
     let access_log = config
         .access_log
         .then(|| AccessLog::new(stats.clone(), Box::new(std::io::stdout())));
     keys.save_state();
-    let proxy = match JwtProxy::new(
+    let proxy = JwtProxy::new(
         &config,
         upstream.clone(),
         keys.clone(),
         stats.clone(),
         access_log.clone(),
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("jwt-proxy: {e}");
-            return ExitCode::from(2);
-        }
+    )?;
+    let info = status_info(&config, &upstream, &keys);
+    let shutdown = DelayedStop {
+        delay: config.shutdown_delay,
+        stats: stats.clone(),
     };
-    let info = Info {
-        version: env!("CARGO_PKG_VERSION"),
-        pid: std::process::id(),
-        worker_threads: config.server.threads,
-        listen: config.listen,
-        upstream_url: config.upstream.shown_url(),
-        upstream: upstream.clone(),
-        connect_timeout: config.connect_timeout,
-        status_token: config.status_token.clone(),
-        demo_key: config.keys.is_demo(),
-        keys: keys.clone(),
-        keyset_path: config.keys.path.as_ref().map(|p| p.display().to_string()),
-        user_source: config.user_source.to_string(),
-    };
-
-    opt.conf = None; // already read; Pingora would only warn about it
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
-    // Pingora writes the pid file only when daemonizing; in the foreground we write it once the
-    // listeners are ours (after an upgrade's hand-over), so reload tooling can find this process.
-    if !server.configuration.daemon {
-        if let Err(e) = std::fs::write(
-            &server.configuration.pid_file,
-            format!("{}\n", std::process::id()),
-        ) {
-            log::warn!(
-                "cannot write pid file {}: {e}",
-                server.configuration.pid_file
-            );
-        }
-    }
+    write_pid_file(&server);
     let mut http_proxy = HttpProxy::new(proxy, server.configuration.clone());
     http_proxy.handle_init_modules();
     // CONNECT reaches our phases so that it gets our JSON 405 (it is never proxied).
@@ -187,7 +202,6 @@ fn main() -> ExitCode {
     proxy_service.add_listener(jwt_proxy::conn::listener::proxy_listener(
         &config.listen.to_string(),
     ));
-    let shutdown_stats = stats.clone();
     let status_app = Capped::new(StatusApp { stats, info }, MAX_STATUS_CONNECTIONS);
     let mut status_service = Service::new("status".to_string(), status_app);
     status_service.add_tcp(&config.status_listen.to_string());
@@ -197,15 +211,42 @@ fn main() -> ExitCode {
     server.add_service(background_service("upstream resolver", Refresher(upstream)));
     server.add_service(background_service("key watcher", KeyWatcher(keys)));
     server.run(RunArgs {
-        shutdown_signal: Box::new(DelayedStop {
-            delay: config.shutdown_delay,
-            stats: shutdown_stats,
-        }),
+        shutdown_signal: Box::new(shutdown),
     });
-    ExitCode::SUCCESS
+    Ok(())
 }
 
-fn config_error(e: jwt_proxy::config::ConfigError) -> ExitCode {
-    eprintln!("jwt-proxy: {e}");
-    ExitCode::from(2)
+/// What the status service shows about this process.
+fn status_info(config: &Config, upstream: &Arc<Upstream>, keys: &Arc<LiveKeys>) -> Info {
+    Info {
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        worker_threads: config.server.threads,
+        listen: config.listen,
+        upstream_url: config.upstream.shown_url(),
+        upstream: upstream.clone(),
+        connect_timeout: config.connect_timeout,
+        status_token: config.status_token.clone(),
+        demo_key: config.keys.is_demo(),
+        keys: keys.clone(),
+        keyset_path: config.keys.path.as_ref().map(|p| p.display().to_string()),
+        user_source: config.user_source.to_string(),
+    }
+}
+
+/// Pingora writes the pid file only when daemonizing; in the foreground we write it once the
+/// listeners are ours (after an upgrade's hand-over), so reload tooling can find this process.
+fn write_pid_file(server: &Server) {
+    if server.configuration.daemon {
+        return;
+    }
+    if let Err(e) = std::fs::write(
+        &server.configuration.pid_file,
+        format!("{}\n", std::process::id()),
+    ) {
+        log::warn!(
+            "cannot write pid file {}: {e}",
+            server.configuration.pid_file
+        );
+    }
 }

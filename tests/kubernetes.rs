@@ -924,8 +924,11 @@ fn the_running_proxy_signs_with_the_secrets_key_and_guards_status_with_its_token
     }
     let answer = common::post(proxy.http, "/", &[("x-user", "alice")], b"{}");
     assert_eq!(answer.status, 200, "{}", answer.text());
-    let key = jwt_proxy::signing::key::Key::from_file(&secret_of("JWT_SECRET_FILE"), config.keys.encoding)
-        .unwrap();
+    let key = jwt_proxy::signing::key::Key::from_file(
+        &secret_of("JWT_SECRET_FILE"),
+        config.keys.encoding,
+    )
+    .unwrap();
     let claims = common::verify_with_jsonwebtoken(answer.token(), key.bytes());
     assert_eq!(claims["payload"]["user"], "alice");
 }

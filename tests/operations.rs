@@ -149,7 +149,7 @@ fn an_unreadable_key_file_is_refused_with_how_to_fix_it() {
     let dir = scratch_dir("ops-unreadable");
     let key = write(&dir, "key", &format!("{KEY64}\n"));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let me = jwt_proxy::config::effective_uid().unwrap();
+    let me = jwt_proxy::os::effective_uid().unwrap();
     let root = me == 0;
     let (uid, out) = if root {
         // Root reads any file: run as the image's uid, from copies that uid can reach.

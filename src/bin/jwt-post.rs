@@ -9,7 +9,7 @@ use clap::Parser;
 
 use jwt_proxy::tools::client::{describe, exit, load_data, parse_header};
 use jwt_proxy::tools::jwks_client::JwksVerifier;
-use jwt_proxy::signing::key::key_from_args;
+use jwt_proxy::tools::key_tool::key_from_args;
 use jwt_proxy::TOKEN_HEADER;
 
 /// POST JSON to jwt-proxy; print the status, the response headers and the x-my-jwt token decoded.

@@ -10,9 +10,10 @@ use pingora::services::listening::Service;
 
 use std::sync::Arc;
 
+use jwt_proxy::signing::key::Key;
 use jwt_proxy::tools::echo::EchoApp;
 use jwt_proxy::tools::jwks_client::JwksVerifier;
-use jwt_proxy::signing::key::{key_from_args, Key};
+use jwt_proxy::tools::key_tool::key_from_args;
 
 /// A small upstream for jwt-proxy: answers POST /protected with a JSON echo of the request.
 #[derive(Parser, Debug)]

@@ -31,8 +31,8 @@ use pingora::server::ShutdownWatch;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::observe::access_log::AccessLog;
 use crate::conn::header_timeout::{self, HeadGuard};
+use crate::observe::access_log::AccessLog;
 use crate::observe::stats::Stats;
 
 /// How often the drain looks at the open-connection count.

@@ -9,6 +9,8 @@ use std::fmt;
 use http::HeaderName;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use crate::http::reply::ErrorReply;
+use crate::observe::decisions::Reason;
 use crate::signing::verification::{BearerError, BearerVerifier};
 
 /// Longest accepted user value, in bytes.
@@ -40,9 +42,10 @@ impl UserSource {
                     .map_err(|_| format!("{name:?} is not a valid header name"))?;
                 // A credential as the user would put it in every token, log line and status
                 // record (where that header is otherwise redacted).
-                let credential =
-                    |n: &&str| *n == h.as_str() || crate::http::forwarding::is_alias_of(h.as_str(), n);
-                if crate::observe::record::NEVER_SHOWN.iter().any(credential) {
+                let credential = |n: &&str| {
+                    *n == h.as_str() || crate::http::forwarding::is_alias_of(h.as_str(), n)
+                };
+                if crate::observe::redact::NEVER_SHOWN.iter().any(credential) {
                     return Err(format!(
                         "{h} carries credentials, which would be copied into every token and \
                          log line: use bearer for Authorization tokens, or a header of its own"
@@ -94,24 +97,30 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn status(&self) -> u16 {
+    /// Why, as counted and answered (its code and status are the reason's).
+    pub fn reason(&self) -> Reason {
         match self {
-            Rejection::Bearer(BearerError::BadUserClaim) => 400,
-            Rejection::Bearer(_) | Rejection::Missing => 401,
-            _ => 400,
+            Rejection::InvalidUser(_) => Reason::InvalidUser,
+            Rejection::AmbiguousUser => Reason::AmbiguousUser,
+            Rejection::BadJson(_) => Reason::InvalidJson,
+            Rejection::Bearer(BearerError::BadUserClaim) => Reason::InvalidUser,
+            Rejection::Bearer(_) => Reason::InvalidBearerToken,
+            Rejection::Missing => Reason::IdentityRequired,
         }
+    }
+
+    /// The JSON refusal this rejection is answered with.
+    pub fn reply(&self) -> ErrorReply {
+        ErrorReply::of(self.reason(), self.message())
+    }
+
+    pub fn status(&self) -> u16 {
+        self.reason().status()
     }
 
     /// Stable machine-readable code for the JSON error body.
     pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::InvalidUser(_) => "invalid_user",
-            Rejection::AmbiguousUser => "ambiguous_user",
-            Rejection::BadJson(_) => "invalid_json",
-            Rejection::Bearer(BearerError::BadUserClaim) => "invalid_user",
-            Rejection::Bearer(_) => "invalid_bearer_token",
-            Rejection::Missing => "identity_required",
-        }
+        self.reason().as_str()
     }
 
     pub fn message(&self) -> &'static str {

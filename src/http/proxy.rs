@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -17,25 +17,24 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType, Result};
 
-use crate::observe::access_log::AccessLog;
+use crate::clock::unix_ms;
 use crate::config::Config;
-use crate::observe::decisions::Reason;
+use crate::conn::header_timeout;
 use crate::http::forwarding::{self, remove_aliases, set_forwarding_headers};
 use crate::http::head_checks::{head_refusal, noncanonical_length, wire_body_len};
-use crate::conn::header_timeout;
 use crate::http::identity::{self, Rejection, UserSource};
+use crate::http::reply::{self, ErrorReply};
+use crate::http::upstream::Upstream;
+use crate::observe::access_log::AccessLog;
+use crate::observe::decisions::Reason;
+use crate::observe::record::Record;
+use crate::observe::redact::{self, ShownHeaders};
+use crate::observe::stats::{Counter, Stats};
+use crate::pingora_limits::RETRY_BUFFER_BYTES;
 use crate::signing::live::LiveKeys;
 use crate::signing::minting::Jti;
-use crate::observe::record::{self, Outcome, Record, ShownHeaders};
-use crate::http::reply::{self, ErrorReply};
-use crate::observe::stats::{Counter, Stats};
-use crate::http::upstream::Upstream;
 use crate::signing::verification::{BearerError, BearerVerifier};
 use crate::TOKEN_HEADER;
-
-/// Pingora can replay a body read before the upstream request only from its retry buffer,
-/// which holds 64 KiB; the `json:` source therefore caps bodies at this size.
-pub const RETRY_BUFFER_LIMIT: u64 = 64 * 1024;
 
 pub struct JwtProxy {
     /// The signing keys (swapped whole on a keyset reload).
@@ -111,7 +110,6 @@ impl Drop for Ctx {
             let mut r = u.record;
             r.duration_us = self.start.elapsed().as_micros() as u64;
             r.user = self.user.take();
-            r.outcome = Outcome::Failed;
             r.reason = Reason::DrainCut;
             r.error = Some(Cow::Borrowed(
                 "drain_cut: still in flight when the grace period ended",
@@ -136,7 +134,7 @@ impl JwtProxy {
         access_log: Option<AccessLog>,
     ) -> Result<JwtProxy> {
         let max_body = if config.user_source.reads_body() {
-            config.max_body_bytes.min(RETRY_BUFFER_LIMIT)
+            config.max_body_bytes.min(RETRY_BUFFER_BYTES)
         } else {
             config.max_body_bytes
         };
@@ -215,8 +213,8 @@ impl JwtProxy {
             Ok(None) => self
                 .user_default
                 .clone()
-                .ok_or_else(|| refusal(&Rejection::Missing)),
-            Err(r) => Err(refusal(&r)),
+                .ok_or_else(|| Rejection::Missing.reply()),
+            Err(r) => Err(r.reply()),
         }
     }
 
@@ -254,11 +252,7 @@ impl JwtProxy {
 
     fn mint(&self, user: &str, ctx: &mut Ctx) -> Result<()> {
         let t0 = Instant::now();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let minted = self.keys.mint(user, now_ms, &ctx.jti);
+        let minted = self.keys.mint(user, unix_ms(), &ctx.jti);
         let value = HeaderValue::from_maybe_shared(Bytes::from(minted.token))
             .map_err(|e| Error::because(ErrorType::InternalError, "token header", e))?;
         self.stats
@@ -303,7 +297,7 @@ impl JwtProxy {
 
     async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, r: ErrorReply) -> Result<bool> {
         ctx.reply = Some(r);
-        ctx.error = Some(Cow::Borrowed(r.code));
+        ctx.error = Some(Cow::Borrowed(r.code()));
         reply::write_error(session.as_downstream_mut(), r, ctx.jti.as_str()).await?;
         Ok(true)
     }
@@ -321,8 +315,8 @@ impl JwtProxy {
             time_unix_ms: ctx.start_unix_ms,
             client: session.client_addr().and_then(|a| a.as_inet()).copied(),
             http_version: version_str(req.version),
-            method: record::shown_method(&req.method),
-            path: record::shown_path(
+            method: redact::shown_method(&req.method),
+            path: redact::shown_path(
                 req.uri
                     .path_and_query()
                     .map_or(b"", |p| p.as_str().as_bytes()),
@@ -344,7 +338,6 @@ impl JwtProxy {
             exp: None,
             token_unsigned: None,
             spoofed: ctx.spoofed,
-            outcome: Outcome::Failed,
             reason: Reason::ClientGone,
             error: None,
         }
@@ -368,10 +361,10 @@ impl JwtProxy {
                 .and_then(|t| t.rsplit_once('.'))
                 .map(|(unsigned, _sig)| unsigned.to_string());
         }
-        (r.outcome, r.reason) = match (ctx.reply, ctx.upstream_status) {
-            (Some(reply), _) => (reply.outcome(), Reason::of_code(reply.code)),
-            (None, Some(_)) if r.status != 0 => (Outcome::Proxied, Reason::Forwarded),
-            (None, _) => (Outcome::Failed, Reason::ClientGone),
+        r.reason = match (ctx.reply, ctx.upstream_status) {
+            (Some(reply), _) => reply.reason,
+            (None, Some(_)) if r.status != 0 => Reason::Forwarded,
+            (None, _) => Reason::ClientGone,
         };
         r.error = ctx.error.take();
         r
@@ -413,14 +406,6 @@ fn version_str(v: http::Version) -> &'static str {
     }
 }
 
-fn refusal(r: &Rejection) -> ErrorReply {
-    ErrorReply {
-        status: r.status(),
-        code: r.code(),
-        message: r.message(),
-    }
-}
-
 /// Bytes of a response head as it would be written (status line, `name: value\r\n` lines).
 fn response_head_len(resp: &ResponseHeader) -> usize {
     resp.headers
@@ -438,10 +423,7 @@ impl ProxyHttp for JwtProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             start: Instant::now(),
-            start_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64,
+            start_unix_ms: unix_ms(),
             jti: Jti::random(),
             unrecorded: None,
             user: None,
@@ -658,7 +640,7 @@ impl ProxyHttp for JwtProxy {
             };
         };
         ctx.reply = Some(r);
-        ctx.error = Some(Cow::Owned(format!("{}: {}", r.code, e.etype().as_str())));
+        ctx.error = Some(Cow::Owned(format!("{}: {}", r.code(), e.etype().as_str())));
         if let Err(we) = reply::write_error(session.as_downstream_mut(), r, ctx.jti.as_str()).await
         {
             log::debug!("could not send {} to the client: {we}", r.status);

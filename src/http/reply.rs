@@ -6,29 +6,35 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::observe::record::Outcome;
+use crate::observe::decisions::Reason;
 
-/// An error reply: its HTTP status, fixed code, and the message for the client.
+/// An error reply: why (its reason gives the `error` code and the outcome), its HTTP status
+/// (the reason's, but for Pingora's own `error` refusals) and the message for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErrorReply {
+    pub reason: Reason,
     pub status: u16,
-    pub code: &'static str,
     pub message: &'static str,
 }
 
 impl ErrorReply {
+    /// A reply for `reason`, with its status.
+    pub const fn of(reason: Reason, message: &'static str) -> ErrorReply {
+        ErrorReply {
+            reason,
+            status: reason.status(),
+            message,
+        }
+    }
+
     /// The same kind, saying more precisely what was wrong.
     pub const fn because(self, message: &'static str) -> ErrorReply {
         ErrorReply { message, ..self }
     }
 
-    /// How a request answered with this reply ended.
-    pub fn outcome(self) -> Outcome {
-        match self.status {
-            502 | 504 => Outcome::UpstreamError,
-            400..=499 => Outcome::Rejected,
-            _ => Outcome::Failed,
-        }
+    /// The `error` code of the JSON body.
+    pub const fn code(self) -> &'static str {
+        self.reason.as_str()
     }
 }
 
@@ -45,8 +51,8 @@ pub fn classify_failure(e: &Error, body_done: bool) -> Option<ErrorReply> {
     match (e.esource(), e.etype()) {
         (_, HTTPStatus(413)) => Some(BODY_TOO_LARGE),
         (_, HTTPStatus(s)) => Some(ErrorReply {
+            reason: Reason::HttpError,
             status: *s,
-            code: "error",
             message: "the request failed",
         }),
         (_, t) if *t == UPSTREAM_UPGRADE => Some(
@@ -69,61 +75,42 @@ pub fn classify_failure(e: &Error, body_done: bool) -> Option<ErrorReply> {
     }
 }
 
-pub const METHOD_NOT_ALLOWED: ErrorReply = ErrorReply {
-    status: 405,
-    code: "method_not_allowed",
-    message: "only POST is accepted",
-};
-pub const BODY_TOO_LARGE: ErrorReply = ErrorReply {
-    status: 413,
-    code: "body_too_large",
-    message: "request body is larger than the limit",
-};
-pub const HEADERS_TOO_LARGE: ErrorReply = ErrorReply {
-    status: 431,
-    code: "headers_too_large",
-    message: "request line and headers are larger than the limit",
-};
-pub const INVALID_FRAMING: ErrorReply = ErrorReply {
-    status: 400,
-    code: "invalid_framing",
-    message: "the request framing is ambiguous",
-};
-pub const INVALID_TARGET: ErrorReply = ErrorReply {
-    status: 400,
-    code: "invalid_target",
-    message: "the request target must be a path (origin form), not an absolute URL or *",
-};
-pub const BAD_GATEWAY: ErrorReply = ErrorReply {
-    status: 502,
-    code: "upstream_unavailable",
-    message: "the upstream could not be reached",
-};
-pub const GATEWAY_TIMEOUT: ErrorReply = ErrorReply {
-    status: 504,
-    code: "upstream_timeout",
-    message: "the upstream did not answer in time",
-};
-pub const BAD_REQUEST: ErrorReply = ErrorReply {
-    status: 400,
-    code: "bad_request",
-    message: "the request could not be read",
-};
-pub const REQUEST_TIMEOUT: ErrorReply = ErrorReply {
-    status: 408,
-    code: "request_timeout",
-    message: "the request was not received in time",
-};
-pub const INTERNAL: ErrorReply = ErrorReply {
-    status: 500,
-    code: "internal_error",
-    message: "the request failed",
-};
+pub const METHOD_NOT_ALLOWED: ErrorReply =
+    ErrorReply::of(Reason::MethodNotAllowed, "only POST is accepted");
+pub const BODY_TOO_LARGE: ErrorReply = ErrorReply::of(
+    Reason::BodyTooLarge,
+    "request body is larger than the limit",
+);
+pub const HEADERS_TOO_LARGE: ErrorReply = ErrorReply::of(
+    Reason::HeadersTooLarge,
+    "request line and headers are larger than the limit",
+);
+pub const INVALID_FRAMING: ErrorReply =
+    ErrorReply::of(Reason::InvalidFraming, "the request framing is ambiguous");
+pub const INVALID_TARGET: ErrorReply = ErrorReply::of(
+    Reason::InvalidTarget,
+    "the request target must be a path (origin form), not an absolute URL or *",
+);
+pub const BAD_GATEWAY: ErrorReply = ErrorReply::of(
+    Reason::UpstreamUnavailable,
+    "the upstream could not be reached",
+);
+pub const GATEWAY_TIMEOUT: ErrorReply = ErrorReply::of(
+    Reason::UpstreamTimeout,
+    "the upstream did not answer in time",
+);
+pub const BAD_REQUEST: ErrorReply =
+    ErrorReply::of(Reason::BadRequest, "the request could not be read");
+pub const REQUEST_TIMEOUT: ErrorReply = ErrorReply::of(
+    Reason::RequestTimeout,
+    "the request was not received in time",
+);
+pub const INTERNAL: ErrorReply = ErrorReply::of(Reason::InternalError, "the request failed");
 
 /// `{"error":CODE,"message":MESSAGE,"status":N,"request_id":ID}`.
 pub fn error_body(kind: ErrorReply, request_id: &str) -> Bytes {
     let body = serde_json::json!({
-        "error": kind.code,
+        "error": kind.code(),
         "message": kind.message,
         "status": kind.status,
         "request_id": request_id,
@@ -138,7 +125,7 @@ pub fn error_header(kind: ErrorReply, body_len: usize, request_id: &str) -> Resu
     h.insert_header("content-length", body_len.to_string())?;
     h.insert_header("cache-control", "no-store")?;
     h.insert_header("x-request-id", request_id)?;
-    if kind.code == METHOD_NOT_ALLOWED.code {
+    if kind.reason == Reason::MethodNotAllowed {
         h.insert_header("allow", "POST")?;
     }
     Ok(h)
@@ -154,4 +141,74 @@ pub async fn write_error(
     let body = error_body(kind, request_id);
     let header = error_header(kind, body.len(), request_id)?;
     session.write_error_response(header, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::identity::Rejection;
+    use crate::observe::decisions::Outcome;
+    use crate::signing::verification::BearerError;
+
+    #[test]
+    fn every_reply_has_its_reasons_code_status_and_outcome() {
+        let replies = [
+            (
+                METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                405,
+                Outcome::Rejected,
+            ),
+            (BODY_TOO_LARGE, "body_too_large", 413, Outcome::Rejected),
+            (
+                HEADERS_TOO_LARGE,
+                "headers_too_large",
+                431,
+                Outcome::Rejected,
+            ),
+            (INVALID_FRAMING, "invalid_framing", 400, Outcome::Rejected),
+            (INVALID_TARGET, "invalid_target", 400, Outcome::Rejected),
+            (
+                BAD_GATEWAY,
+                "upstream_unavailable",
+                502,
+                Outcome::UpstreamError,
+            ),
+            (
+                GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                504,
+                Outcome::UpstreamError,
+            ),
+            (BAD_REQUEST, "bad_request", 400, Outcome::Rejected),
+            (REQUEST_TIMEOUT, "request_timeout", 408, Outcome::Rejected),
+            (INTERNAL, "internal_error", 500, Outcome::Failed),
+        ];
+        let rejections = [
+            (Rejection::InvalidUser("x"), "invalid_user", 400),
+            (Rejection::AmbiguousUser, "ambiguous_user", 400),
+            (Rejection::BadJson("x"), "invalid_json", 400),
+            (
+                Rejection::Bearer(BearerError::BadUserClaim),
+                "invalid_user",
+                400,
+            ),
+            (
+                Rejection::Bearer(BearerError::Expired),
+                "invalid_bearer_token",
+                401,
+            ),
+            (Rejection::Missing, "identity_required", 401),
+        ];
+        let all = replies.into_iter().chain(
+            rejections
+                .into_iter()
+                .map(|(r, code, status)| (r.reply(), code, status, Outcome::Rejected)),
+        );
+        for (reply, code, status, outcome) in all {
+            assert_eq!(reply.code(), code);
+            assert_eq!(reply.status, status, "{code}");
+            assert_eq!(reply.reason.outcome(), outcome, "{code}");
+        }
+    }
 }

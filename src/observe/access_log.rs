@@ -165,8 +165,8 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::redact::ShownHeaders;
     use crate::signing::minting::Jti;
-    use crate::observe::record::{Outcome, ShownHeaders};
 
     /// A writer that blocks while `gate` is held, then keeps what it is given.
     struct Gated {
@@ -205,7 +205,6 @@ mod tests {
             exp: None,
             token_unsigned: None,
             spoofed: false,
-            outcome: Outcome::Proxied,
             reason: crate::observe::decisions::Reason::Forwarded,
             error: None,
         }

@@ -1,8 +1,39 @@
 //! Why each request ended as it did: one reason per request, from a closed, documented list
-//! ([`REASONS`], which also drives `/metrics`' `jwt_proxy_decisions_total{outcome,reason}`, the
-//! JSON and the status page). A refusal's reason is the `error` code of its JSON body.
+//! ([`REASONS`]). This table is the one home of each reason's code (the `error` of a refusal's
+//! JSON body), its HTTP status, its outcome and its meaning: the replies, `/metrics`'
+//! `jwt_proxy_decisions_total{outcome,reason}`, the JSON, the status page and the README's
+//! table (checked by a test) all read it.
 
-use crate::observe::record::Outcome;
+/// How a request ended, for the outcome counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (whatever its status).
+    Proxied,
+    /// Refused by the proxy before anything went upstream, or the client's own fault (4xx).
+    Rejected,
+    /// The upstream could not be reached or did not answer properly in time (502/504).
+    UpstreamError,
+    /// The client went away before an answer, the drain cut it, or another failure.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Proxied => "proxied",
+            Outcome::Rejected => "rejected",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+pub const OUTCOMES: [Outcome; 4] = [
+    Outcome::Proxied,
+    Outcome::Rejected,
+    Outcome::UpstreamError,
+    Outcome::Failed,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -27,19 +58,28 @@ pub enum Reason {
     DrainCut,
 }
 
-/// A reason as shown: its name, the outcome it belongs to, and what it means.
+/// A reason as shown: its name, the status the proxy answers it with (`None`: the upstream's,
+/// Pingora's own, or no answer), the outcome it belongs to, and what it means.
 #[derive(Debug)]
 pub struct ReasonInfo {
     pub reason: Reason,
     pub name: &'static str,
+    pub status: Option<u16>,
     pub outcome: Outcome,
     pub help: &'static str,
 }
 
-const fn r(reason: Reason, name: &'static str, outcome: Outcome, help: &'static str) -> ReasonInfo {
+const fn r(
+    reason: Reason,
+    name: &'static str,
+    status: Option<u16>,
+    outcome: Outcome,
+    help: &'static str,
+) -> ReasonInfo {
     ReasonInfo {
         reason,
         name,
+        status,
         outcome,
         help,
     }
@@ -48,52 +88,66 @@ const fn r(reason: Reason, name: &'static str, outcome: Outcome, help: &'static 
 use Outcome::{Failed, Proxied, Rejected, UpstreamError};
 
 /// Every reason, in [`Reason`] order (a unit test keeps them aligned).
+#[rustfmt::skip]
 pub const REASONS: &[ReasonInfo] = &[
-    r(Reason::Forwarded, "forwarded", Proxied, "the upstream answered, whatever its status"),
-    r(Reason::MethodNotAllowed, "method_not_allowed", Rejected, "not a POST (405)"),
-    r(Reason::BodyTooLarge, "body_too_large", Rejected, "body over MAX_BODY_BYTES (413)"),
-    r(Reason::HeadersTooLarge, "headers_too_large", Rejected, "request head over MAX_HEADER_BYTES (431)"),
-    r(Reason::InvalidFraming, "invalid_framing", Rejected, "ambiguous body framing: Content-Length with Transfer-Encoding, repeated or bad lengths, an upgrade (400)"),
-    r(Reason::InvalidTarget, "invalid_target", Rejected, "request target not a path (absolute URL, *) (400)"),
-    r(Reason::BadRequest, "bad_request", Rejected, "the request could not be read, e.g. a bad chunk or a protected hop-by-hop header (400)"),
-    r(Reason::RequestTimeout, "request_timeout", Rejected, "the body did not arrive within CLIENT_BODY_TIMEOUT_MS (408)"),
-    r(Reason::HttpError, "error", Rejected, "Pingora refused the request with another status"),
-    r(Reason::InvalidUser, "invalid_user", Rejected, "the user value breaks the rules (400)"),
-    r(Reason::AmbiguousUser, "ambiguous_user", Rejected, "more than one user value (400)"),
-    r(Reason::InvalidJson, "invalid_json", Rejected, "the body is not a JSON object, with USER_SOURCE=json:... (400)"),
-    r(Reason::InvalidBearerToken, "invalid_bearer_token", Rejected, "the bearer token was refused, with USER_SOURCE=bearer:... (401)"),
-    r(Reason::IdentityRequired, "identity_required", Rejected, "no identity and USER_DEFAULT=none (401)"),
-    r(Reason::UpstreamUnavailable, "upstream_unavailable", UpstreamError, "the upstream could not be reached or answered wrongly (502)"),
-    r(Reason::UpstreamTimeout, "upstream_timeout", UpstreamError, "the upstream did not answer within UPSTREAM_TIMEOUT_MS (504)"),
-    r(Reason::InternalError, "internal_error", Failed, "a failure inside the proxy (500)"),
-    r(Reason::ClientGone, "client_gone", Failed, "the client went away before its answer"),
-    r(Reason::DrainCut, "drain_cut", Failed, "still in flight when a stop's grace period ended"),
+    r(Reason::Forwarded, "forwarded", None, Proxied, "the upstream answered, whatever its status"),
+    r(Reason::MethodNotAllowed, "method_not_allowed", Some(405), Rejected, "not a POST"),
+    r(Reason::BodyTooLarge, "body_too_large", Some(413), Rejected, "body over MAX_BODY_BYTES"),
+    r(Reason::HeadersTooLarge, "headers_too_large", Some(431), Rejected, "request head over MAX_HEADER_BYTES"),
+    r(Reason::InvalidFraming, "invalid_framing", Some(400), Rejected, "ambiguous body framing: Content-Length with Transfer-Encoding, repeated or bad lengths, an upgrade"),
+    r(Reason::InvalidTarget, "invalid_target", Some(400), Rejected, "the request target is not a path (absolute URL, *)"),
+    r(Reason::BadRequest, "bad_request", Some(400), Rejected, "the request could not be read, e.g. a bad chunk or a protected hop-by-hop header"),
+    r(Reason::RequestTimeout, "request_timeout", Some(408), Rejected, "the body did not arrive within CLIENT_BODY_TIMEOUT_MS"),
+    r(Reason::HttpError, "error", None, Rejected, "Pingora refused the request with another status"),
+    r(Reason::InvalidUser, "invalid_user", Some(400), Rejected, "the user value breaks the rules"),
+    r(Reason::AmbiguousUser, "ambiguous_user", Some(400), Rejected, "more than one user value"),
+    r(Reason::InvalidJson, "invalid_json", Some(400), Rejected, "the body is not a JSON object, with USER_SOURCE=json:..."),
+    r(Reason::InvalidBearerToken, "invalid_bearer_token", Some(401), Rejected, "the bearer token was refused, with USER_SOURCE=bearer"),
+    r(Reason::IdentityRequired, "identity_required", Some(401), Rejected, "no identity and USER_DEFAULT=none"),
+    r(Reason::UpstreamUnavailable, "upstream_unavailable", Some(502), UpstreamError, "the upstream could not be reached or answered wrongly"),
+    r(Reason::UpstreamTimeout, "upstream_timeout", Some(504), UpstreamError, "the upstream did not answer within UPSTREAM_TIMEOUT_MS"),
+    r(Reason::InternalError, "internal_error", Some(500), Failed, "a failure inside the proxy"),
+    r(Reason::ClientGone, "client_gone", None, Failed, "the client went away before its answer"),
+    r(Reason::DrainCut, "drain_cut", None, Failed, "still in flight when a stop's grace period ended"),
 ];
 
 impl Reason {
-    pub fn info(self) -> &'static ReasonInfo {
+    pub const fn info(self) -> &'static ReasonInfo {
         &REASONS[self as usize]
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         self.info().name
     }
 
-    /// The reason of an error reply, from its `error` code.
-    pub fn of_code(code: &str) -> Reason {
-        REASONS
-            .iter()
-            .find(|i| i.name == code && i.reason != Reason::Forwarded)
-            .map_or(Reason::InternalError, |i| i.reason)
+    pub const fn outcome(self) -> Outcome {
+        self.info().outcome
+    }
+
+    /// The status the proxy answers with for this reason (500 for a reason that has none of
+    /// its own: only `internal_error`'s replies are built without one).
+    pub const fn status(self) -> u16 {
+        match self.info().status {
+            Some(s) => s,
+            None => 500,
+        }
+    }
+}
+
+impl ReasonInfo {
+    /// What it means, with the status the proxy answers it with: the status page's and the
+    /// README's wording.
+    pub fn meaning(&self) -> String {
+        match self.status {
+            Some(s) => format!("{} ({s})", self.help),
+            None => self.help.to_string(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::identity::Rejection;
-    use crate::http::reply::*;
-    use crate::signing::verification::BearerError;
 
     #[test]
     fn the_table_is_in_enum_order_with_unique_names() {
@@ -110,35 +164,45 @@ mod tests {
     }
 
     #[test]
-    fn every_error_code_has_its_own_reason_and_outcome() {
-        let replies = [
-            METHOD_NOT_ALLOWED,
-            BODY_TOO_LARGE,
-            HEADERS_TOO_LARGE,
-            INVALID_FRAMING,
-            INVALID_TARGET,
-            BAD_GATEWAY,
-            GATEWAY_TIMEOUT,
-            BAD_REQUEST,
-            REQUEST_TIMEOUT,
-            INTERNAL,
-        ];
-        let rejections = [
-            Rejection::InvalidUser("x"),
-            Rejection::AmbiguousUser,
-            Rejection::BadJson("x"),
-            Rejection::Bearer(BearerError::BadUserClaim),
-            Rejection::Bearer(BearerError::Expired),
-            Rejection::Missing,
-        ];
-        let codes = replies
-            .iter()
-            .map(|r| (r.code, r.outcome()))
-            .chain(rejections.iter().map(|r| (r.code(), Outcome::Rejected)));
-        for (code, outcome) in codes {
-            let reason = Reason::of_code(code);
-            assert_eq!(reason.as_str(), code);
-            assert_eq!(reason.info().outcome, outcome, "{code}");
+    fn every_status_matches_its_outcome() {
+        for row in REASONS {
+            match (row.status, row.outcome) {
+                (Some(s), Outcome::Rejected) => assert!((400..500).contains(&s), "{}", row.name),
+                (Some(s), Outcome::UpstreamError) => assert!(s == 502 || s == 504, "{}", row.name),
+                (Some(s), Outcome::Failed) => assert_eq!(s, 500, "{}", row.name),
+                (None, _) => {}
+                (Some(_), Outcome::Proxied) => panic!("{}: the upstream's status", row.name),
+            }
         }
+    }
+
+    /// README.md's table of reasons is this table: the same rows, in the same order, with the
+    /// same outcome and meaning (the README sets setting names in backticks).
+    #[test]
+    fn the_readme_table_is_this_table() {
+        let readme = include_str!("../../README.md");
+        let rows: Vec<Vec<String>> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| outcome | reason | what it means |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                l.trim_matches('|')
+                    .split(" | ")
+                    .map(|c| c.trim().replace('`', ""))
+                    .collect()
+            })
+            .collect();
+        let ours: Vec<Vec<String>> = REASONS
+            .iter()
+            .map(|r| {
+                vec![
+                    r.outcome.as_str().to_string(),
+                    r.name.to_string(),
+                    r.meaning(),
+                ]
+            })
+            .collect();
+        assert_eq!(rows, ours);
     }
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use crate::observe::decisions::{ReasonInfo, REASONS};
-use crate::observe::record::{Outcome, Record, OUTCOMES};
+use crate::observe::decisions::{Outcome, ReasonInfo, OUTCOMES, REASONS};
+use crate::observe::record::Record;
 use crate::observe::timeline::{Point, Timeline};
 
 /// A monotonic event counter. Each has one row in [`COUNTERS`].
@@ -226,9 +226,7 @@ impl Stats {
             started: Instant::now(),
             requests: AtomicU64::new(0),
             outcomes: Default::default(),
-            decisions: (0..OUTCOMES.len() * REASONS.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            decisions: (0..REASONS.len()).map(|_| AtomicU64::new(0)).collect(),
             by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
             counters: Default::default(),
             in_flight: AtomicU64::new(0),
@@ -254,7 +252,11 @@ impl Stats {
     }
 
     pub fn count(&self, c: Counter) -> u64 {
-        self.counters[c as usize].load(Relaxed)
+        match c {
+            // Not a counter of its own: the outcome counts it, once.
+            Counter::UpstreamErrors => self.outcome_count(Outcome::UpstreamError),
+            c => self.counters[c as usize].load(Relaxed),
+        }
     }
 
     pub fn uptime_secs(&self) -> u64 {
@@ -270,14 +272,10 @@ impl Stats {
     pub fn request_finished(&self, record: Record) {
         self.in_flight.fetch_sub(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
-        self.outcomes[record.outcome as usize].fetch_add(1, Relaxed);
-        self.decisions[record.outcome as usize * REASONS.len() + record.reason as usize]
-            .fetch_add(1, Relaxed);
+        self.outcomes[record.outcome() as usize].fetch_add(1, Relaxed);
+        self.decisions[record.reason as usize].fetch_add(1, Relaxed);
         if let Some(c) = self.by_status.get(record.status as usize) {
             c.fetch_add(1, Relaxed);
-        }
-        if record.outcome == Outcome::UpstreamError {
-            self.inc(Counter::UpstreamErrors);
         }
         if record.spoofed {
             self.inc(Counter::SpoofAttempts);
@@ -286,7 +284,7 @@ impl Stats {
         let size = record.size_bytes();
         let mut ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         ring.timeline
-            .record(record.time_unix_ms, record.outcome, record.duration_us);
+            .record(record.time_unix_ms, record.outcome(), record.duration_us);
         ring.bytes += size;
         ring.records.push_back(record);
         while ring.records.len() > self.recent_cap
@@ -302,17 +300,13 @@ impl Stats {
         self.outcomes[o as usize].load(Relaxed)
     }
 
-    /// `(outcome, reason, count)`: each reason under its own outcome (zero included, so that
-    /// rates work from the start), and any other pair that happened.
+    /// `(outcome, reason, count)`: each reason under its own outcome, zero included (so that
+    /// rates work from the start), grouped by outcome.
     pub fn decision_counts(&self) -> Vec<(Outcome, &'static ReasonInfo, u64)> {
         let mut out = Vec::new();
         for o in OUTCOMES {
-            for info in REASONS {
-                let n =
-                    self.decisions[o as usize * REASONS.len() + info.reason as usize].load(Relaxed);
-                if n > 0 || info.outcome == o {
-                    out.push((o, info, n));
-                }
+            for info in REASONS.iter().filter(|i| i.outcome == o) {
+                out.push((o, info, self.decisions[info.reason as usize].load(Relaxed)));
             }
         }
         out
@@ -349,8 +343,8 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::redact::ShownHeaders;
     use crate::signing::minting::Jti;
-    use crate::observe::record::ShownHeaders;
     use http::Method;
 
     fn record(status: u16, path_len: usize) -> Record {
@@ -373,11 +367,6 @@ mod tests {
             exp: None,
             token_unsigned: None,
             spoofed: status == 200,
-            outcome: if status == 502 {
-                Outcome::UpstreamError
-            } else {
-                Outcome::Proxied
-            },
             reason: if status == 502 {
                 crate::observe::decisions::Reason::UpstreamUnavailable
             } else {

@@ -16,10 +16,12 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
-use crate::signing::live::{unix_ms, LiveKeys};
-use crate::observe::record::{format_time, Record, OUTCOMES};
-use crate::observe::stats::{Histogram, Stats, COUNTERS};
+use crate::clock::unix_ms;
 use crate::http::upstream::Upstream;
+use crate::observe::decisions::OUTCOMES;
+use crate::observe::record::{format_time, Record};
+use crate::observe::stats::{Histogram, Stats, COUNTERS};
+use crate::signing::live::LiveKeys;
 
 /// Facts fixed at start-up that the status service shows.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::Value;
 
-use crate::observe::decisions::REASONS;
-use crate::observe::record::{format_time, OUTCOMES};
+use crate::observe::decisions::{OUTCOMES, REASONS};
+use crate::observe::record::format_time;
 use crate::observe::stats::{Group, Histogram, Stats, COUNTERS};
 
 pub fn render(j: &Value, s: &Stats) -> String {
@@ -223,14 +223,14 @@ fn refusals_html(h: &mut String, decisions: &Value, connection_rows: &[(String, 
         let help = REASONS
             .iter()
             .find(|r| r.name == reason)
-            .map_or("", |r| r.help);
+            .map_or(String::new(), |r| r.meaning());
         let _ = write!(
             h,
             "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             esc(&reason),
             esc(&plain(&d["outcome"]).replace('_', " ")),
             esc(&count_words(&d["count"])),
-            esc(help)
+            esc(&help)
         );
     }
     for (label, value) in connection_rows {

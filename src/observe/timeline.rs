@@ -3,7 +3,7 @@
 //! it inside the critical section it already takes for the recent-requests ring, so it adds no
 //! lock to a request.
 
-use crate::observe::record::Outcome;
+use crate::observe::decisions::Outcome;
 
 pub const MINUTES: usize = 15;
 /// Latency buckets per doubling: each bucket spans a factor of 2^(1/4), so a quantile read from

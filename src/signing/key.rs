@@ -10,6 +10,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::os::{read_regular_file, refuse_blank, MAX_KEY_FILE_BYTES};
+
 /// The public demo key shipped in the docs. Anyone can mint tokens with it.
 pub const DEMO_SECRET: &str = "a9ddbcaba8c0ac1a0a812dc0c2f08514b23f2db0a68343cb8199ebb38a6d91e4ebfb378e22ad39c2d01d0b4ec9c34aa91056862ddace3fbbd6852ee60c36acbf";
 
@@ -136,113 +138,6 @@ impl Key {
 
     pub fn is_demo(&self) -> bool {
         self.0 == DEMO_SECRET.as_bytes()
-    }
-}
-
-/// The text of a secrets file (a key or a token). Empty or whitespace-only files are refused:
-/// a secret that is not there must not read as one.
-pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = read_regular_file(path, MAX_KEY_FILE_BYTES)?;
-    refuse_blank(path, &text)?;
-    Ok(text)
-}
-
-/// What to do about a file this process may not read. The usual case is a container: a compose
-/// secret or a bind mount keeps the host file's owner and mode, and the image runs as uid 10001.
-fn permission_hint(path: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let uid = crate::config::effective_uid().map_or("?".to_string(), |u| u.to_string());
-    let whose = std::fs::metadata(path).map_or(String::new(), |m| {
-        format!(" (owner uid {}, mode {:04o})", m.uid(), m.mode() & 0o7777)
-    });
-    let me = std::env::args_os()
-        .next()
-        .and_then(|a| {
-            Path::new(&a)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "this program".into());
-    format!(
-        ": {me} runs as uid {uid} and must be able to read the file{whose}: make uid {uid} \
-         its owner and keep it private (`chown {uid} FILE && chmod 0400 FILE`); a compose \
-         secret or a bind mount keeps the host file's owner and mode"
-    )
-}
-
-/// Largest key, token or keyset file read.
-pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
-
-/// The text of a regular file of at most `max` bytes: the one way key material is read. A FIFO,
-/// a device or a directory is refused, never waited on (opened non-blocking, then checked); the
-/// error names the file, never its contents.
-pub fn read_regular_file(path: &Path, max: u64) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: &dyn fmt::Display| format!("cannot read {}: {e}", path.display());
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                format!("{}{}", cannot(&e), permission_hint(path))
-            }
-            _ => cannot(&e),
-        })?;
-    let meta = f.metadata().map_err(|e| cannot(&e))?;
-    if !meta.is_file() {
-        return Err(cannot(&"not a regular file"));
-    }
-    // Opened by its path yet linked nowhere: a bind mount (a compose secret) of a file that was
-    // since replaced on the host, by a rename or a delete. Its contents are the old key.
-    if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
-        return Err(cannot(
-            &"the file was replaced or deleted after it was mounted (link count 0), so this is \
-              the old contents: write the new contents into the same file (`cat NEW > FILE`, \
-              not `mv`), or recreate the container",
-        ));
-    }
-    let mut text = String::new();
-    f.take(max + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| cannot(&e))?;
-    if text.len() as u64 > max {
-        return Err(format!("{} is larger than {max} bytes", path.display()));
-    }
-    Ok(text)
-}
-
-fn refuse_blank(path: &Path, text: &str) -> Result<(), String> {
-    if text.trim().is_empty() {
-        return Err(format!(
-            "{} is {}",
-            path.display(),
-            if text.is_empty() {
-                "empty"
-            } else {
-                "blank (only whitespace)"
-            }
-        ));
-    }
-    Ok(())
-}
-
-/// The key given to a command-line tool (`protected-echo`, `jwt-post`): `--secret-file` wins over
-/// `--secret`; `None` when neither is given. Errors are usage errors and never show the key.
-pub fn key_from_args(
-    secret: Option<&str>,
-    secret_file: Option<&Path>,
-    encoding: &str,
-) -> Result<Option<Key>, String> {
-    let encoding = KeyEncoding::parse(encoding)
-        .ok_or_else(|| format!("--secret-encoding {encoding:?} is not one of text, hex, base64"))?;
-    match (secret_file, secret) {
-        (Some(path), _) => Key::from_file(path, encoding).map(Some),
-        (None, Some(s)) => Key::decode(s, encoding)
-            .map(Some)
-            .map_err(|p| format!("the key {p} (encoding {})", encoding.as_str())),
-        (None, None) => Ok(None),
     }
 }
 
@@ -445,6 +340,7 @@ impl PrivateKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::key_tool::key_from_args;
 
     #[test]
     fn key_decoding_errors_name_the_problem() {

@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::signing::key::{
-    read_regular_file, Alg, Key, KeyEncoding, PrivateKey, MAX_KEY_FILE_BYTES, MIN_SIGNING_KEY_BYTES,
-};
+use crate::os::{read_regular_file, MAX_KEY_FILE_BYTES};
+use crate::signing::key::{Alg, Key, KeyEncoding, PrivateKey, MIN_SIGNING_KEY_BYTES};
 
 /// Longest `kid`.
 pub const MAX_KID_LEN: usize = 64;

@@ -6,17 +6,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
-
-use crate::config::KeyConfig;
+use crate::clock::unix_ms;
+use crate::observe::stats::{Counter, Stats};
+use crate::signing::jwks::Jwks;
 use crate::signing::keyset::{self, Keyset};
 use crate::signing::minting::{Jti, Minted, TokenSettings};
-use crate::signing::ring::{Jwks, KeyRing};
-use crate::observe::stats::{Counter, Stats};
+use crate::signing::ring::KeyRing;
+use crate::signing::KeyConfig;
 
 /// How often the keyset's files are checked for changes.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
@@ -48,14 +46,6 @@ impl std::fmt::Debug for LiveKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LiveKeys({:?}, from {:?})", self.ring(), self.path)
     }
-}
-
-/// Now, in Unix milliseconds (the keys' clock).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 /// The state file of the keyset at `keyset` for the process whose pid file is `pid_file`: in
@@ -220,7 +210,7 @@ impl LiveKeys {
     }
 
     /// Drop retiring keys whose time is up.
-    fn prune(&self, now: u64) {
+    pub(crate) fn prune(&self, now: u64) {
         if let Some(ring) = self.ring().prune(now) {
             log::info!("retired keys dropped; now holding {:?}", ring.kids());
             self.swap(ring);
@@ -230,7 +220,7 @@ impl LiveKeys {
     /// What identifies the current contents of the watched files and their directories (a
     /// symlink swap changes the target's inode and the directory's mtime; a new file in the
     /// directory, its mtime).
-    fn files_signature(&self) -> Vec<String> {
+    pub(crate) fn files_signature(&self) -> Vec<String> {
         let Some(path) = &self.path else {
             return Vec::new();
         };
@@ -264,86 +254,6 @@ fn stat_line(p: &std::path::Path) -> String {
     }
 }
 
-/// The background service that reloads the keyset on SIGHUP and when its files change, and
-/// drops retired keys.
-pub struct KeyWatcher(pub Arc<LiveKeys>);
-
-#[async_trait]
-impl BackgroundService for KeyWatcher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let keys = &self.0;
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                log::warn!("cannot listen for SIGHUP ({e}); keyset changes are still watched");
-                None
-            }
-        };
-        // Signatures are computed on the blocking pool: they read and stat files.
-        let sig_of = |k: Arc<LiveKeys>| async move {
-            tokio::task::spawn_blocking(move || k.files_signature())
-                .await
-                .unwrap_or_default()
-        };
-        // What the files look like now, then what they hold: a change after this is a poll's,
-        // one before it (since start-up read the file) is the catch-up's.
-        let mut seen = sig_of(keys.clone()).await;
-        let _ = tokio::task::spawn_blocking({
-            let k = keys.clone();
-            move || k.catch_up(unix_ms())
-        })
-        .await;
-        loop {
-            let hup_now = tokio::select! {
-                _ = tokio::time::sleep(POLL_EVERY) => false,
-                Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
-                _ = shutdown.changed() => return,
-            };
-            let k = keys.clone();
-            let now = unix_ms();
-            if hup_now {
-                log::info!("SIGHUP: reloading the keyset");
-                let k2 = k.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    if k2.is_reloadable() {
-                        let _ = k2.reload(now);
-                    } else {
-                        log::info!("no JWT_KEYS: nothing to reload");
-                    }
-                })
-                .await;
-                seen = sig_of(k).await;
-                continue;
-            }
-            let _ = tokio::task::spawn_blocking({
-                let k = k.clone();
-                move || k.prune(now)
-            })
-            .await;
-            if !k.is_reloadable() {
-                continue;
-            }
-            let current = sig_of(k.clone()).await;
-            if current == seen {
-                continue;
-            }
-            // Changed: let a writer finish (wait until it stays the same for one poll).
-            tokio::time::sleep(POLL_EVERY / 2).await;
-            let settled = sig_of(k.clone()).await;
-            if settled != current {
-                continue;
-            }
-            let _ = tokio::task::spawn_blocking({
-                let k = k.clone();
-                move || k.reload(unix_ms())
-            })
-            .await;
-            seen = sig_of(k).await;
-        }
-    }
-}
-
 /// The saved state at `p` if there is one for `keyset`; `None` if there is none. A state file
 /// that cannot be read is an error (failing closed: see `KeyRing::resume`).
 fn read_state(p: &Path, keyset: &Path) -> Result<Option<serde_json::Value>, String> {
@@ -354,7 +264,7 @@ fn read_state(p: &Path, keyset: &Path) -> Result<Option<serde_json::Value>, Stri
             p.display()
         )
     };
-    let text = match crate::signing::key::read_regular_file(p, crate::signing::key::MAX_KEY_FILE_BYTES) {
+    let text = match crate::os::read_regular_file(p, crate::os::MAX_KEY_FILE_BYTES) {
         Ok(t) => t,
         Err(_) if !p.exists() && p.symlink_metadata().is_err() => return Ok(None),
         Err(e) => return Err(damaged(e)),

@@ -12,11 +12,9 @@
 //!   process (upgrade, restart) resumes from [`KeyRing::state`] and applies the same rules
 //!   ([`KeyRing::resume`]); keys known only from that state are published, never signing.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use crate::signing::jwks::{public_jwk, Jwks};
 use crate::signing::key::Alg;
 use crate::signing::keyset::{KeyEntry, Keyset};
 use crate::signing::minting::{Minter, TokenSettings};
@@ -96,13 +94,6 @@ pub struct KeyRing {
     jwks: Jwks,
 }
 
-/// The published JWKS document and its entity tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Jwks {
-    pub body: String,
-    pub etag: String,
-}
-
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kids: Vec<&str> = self.held.iter().map(|h| h.kid.as_str()).collect();
@@ -158,7 +149,7 @@ impl KeyRing {
         settings: RotationSettings,
         tokens: TokenSettings,
     ) -> KeyRing {
-        let jwks = jwks_of(&held);
+        let jwks = Jwks::of(held.iter().filter_map(|h| h.jwk.as_ref()));
         KeyRing {
             held,
             wanted,
@@ -443,62 +434,6 @@ impl KeyRing {
     pub fn kids(&self) -> Vec<(String, Alg)> {
         self.held.iter().map(|h| (h.kid.clone(), h.alg)).collect()
     }
-}
-
-/// A JWK read back from a saved state, rebuilt from its public members only (a state file is
-/// not trusted to hold only what this process wrote): `None` unless it is an Ed25519 or P-256
-/// public key for this kid and algorithm.
-fn public_jwk(jwk: &Value, kid: &str, alg: &str, fingerprint: &str) -> Option<Value> {
-    let text = |k: &str| {
-        jwk[k].as_str().filter(|v| {
-            v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-    };
-    if jwk["kid"].as_str() != Some(kid) || jwk["alg"].as_str() != Some(alg) {
-        return None;
-    }
-    let mut out = match (alg, jwk["kty"].as_str(), jwk["crv"].as_str()) {
-        ("EdDSA", Some("OKP"), Some("Ed25519")) => {
-            json!({"kty": "OKP", "crv": "Ed25519", "x": text("x")?})
-        }
-        ("ES256", Some("EC"), Some("P-256")) => {
-            json!({"kty": "EC", "crv": "P-256", "x": text("x")?, "y": text("y")?})
-        }
-        _ => return None,
-    };
-    // The key must be the one its fingerprint names (what the status page showed for it).
-    let b64 = |k: &str| {
-        URL_SAFE_NO_PAD
-            .decode(out[k].as_str().unwrap_or_default())
-            .ok()
-    };
-    let public = match alg {
-        "EdDSA" => b64("x")?,
-        _ => [vec![4u8], b64("x")?, b64("y")?].concat(),
-    };
-    if crate::signing::key::fingerprint_of(&public) != fingerprint {
-        return None;
-    }
-    out["kid"] = kid.into();
-    out["alg"] = alg.into();
-    out["use"] = "sig".into();
-    Some(out)
-}
-
-fn jwks_of(held: &[Held]) -> Jwks {
-    let keys: Vec<&Value> = held.iter().filter_map(|h| h.jwk.as_ref()).collect();
-    let body = json!({ "keys": keys }).to_string();
-    let digest = Sha256::digest(body.as_bytes());
-    let etag = format!(
-        "\"{}\"",
-        digest[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    Jwks { body, etag }
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::tools::jwks_client::JwksVerifier;
 use crate::signing::verification::decode_parts;
+use crate::tools::jwks_client::JwksVerifier;
 use crate::TOKEN_HEADER;
 
 /// Bodies larger than this are refused with 413.

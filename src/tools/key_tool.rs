@@ -4,11 +4,11 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-use crate::signing::key::{Alg, PrivateKey};
+use crate::signing::key::{Alg, Key, KeyEncoding, PrivateKey};
 use crate::signing::keyset::check_kid;
 
 /// Manage signing keys.
@@ -85,4 +85,22 @@ pub fn run(args: Vec<OsString>) -> u8 {
     );
     print!("{}", entry(&kid, alg, &out.display().to_string()));
     0
+}
+
+/// The key given to a command-line tool (`protected-echo`, `jwt-post`): `--secret-file` wins over
+/// `--secret`; `None` when neither is given. Errors are usage errors and never show the key.
+pub fn key_from_args(
+    secret: Option<&str>,
+    secret_file: Option<&Path>,
+    encoding: &str,
+) -> Result<Option<Key>, String> {
+    let encoding = KeyEncoding::parse(encoding)
+        .ok_or_else(|| format!("--secret-encoding {encoding:?} is not one of text, hex, base64"))?;
+    match (secret_file, secret) {
+        (Some(path), _) => Key::from_file(path, encoding).map(Some),
+        (None, Some(s)) => Key::decode(s, encoding)
+            .map(Some)
+            .map_err(|p| format!("the key {p} (encoding {})", encoding.as_str())),
+        (None, None) => Ok(None),
+    }
 }
