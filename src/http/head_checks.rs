@@ -2,7 +2,7 @@
 //! (where its body ends) and its target. Pure functions of the parsed head and the raw bytes.
 
 use http::header;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::http::reply::{self, ErrorReply};
 
@@ -95,6 +95,46 @@ fn raw_has_header(raw: &[u8], name: &[u8]) -> bool {
             && line[name.len()] == b':'
             && line[..name.len()].eq_ignore_ascii_case(name)
     })
+}
+
+/// `Expect: 100-continue` (case-insensitive).
+pub(crate) fn expects_continue(req: &RequestHeader) -> bool {
+    req.headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The client asked to close after this request (`Connection: close`, or HTTP/1.0 without
+/// `keep-alive`).
+pub(crate) fn client_wants_close(req: &RequestHeader) -> bool {
+    let conn = |token: &str| {
+        req.headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    conn("close") || (req.version == http::Version::HTTP_10 && !conn("keep-alive"))
+}
+
+pub(crate) fn version_str(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
+    }
+}
+
+/// Bytes of a response head as it would be written (status line, `name: value\r\n` lines).
+pub(crate) fn response_head_len(resp: &ResponseHeader) -> usize {
+    resp.headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + 16
+        + resp.get_reason_phrase().map_or(0, str::len)
 }
 
 #[cfg(test)]

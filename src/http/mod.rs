@@ -1,3 +1,4 @@
+pub mod ctx;
 pub mod forwarding;
 pub mod head_checks;
 pub mod identity;

@@ -20,8 +20,12 @@ use pingora::{Error, ErrorType, Result};
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::conn::header_timeout;
+use crate::http::ctx::{Ctx, MintedHeader, Unrecorded};
 use crate::http::forwarding::{self, remove_aliases, set_forwarding_headers};
-use crate::http::head_checks::{head_refusal, noncanonical_length, wire_body_len};
+use crate::http::head_checks::{
+    client_wants_close, expects_continue, head_refusal, noncanonical_length, response_head_len,
+    version_str, wire_body_len,
+};
 use crate::http::identity::{self, Rejection, UserSource};
 use crate::http::reply::{self, ErrorReply};
 use crate::http::upstream::Upstream;
@@ -60,69 +64,6 @@ pub struct JwtProxy {
     /// Headers whose underscore spellings are removed: the token, the forwarding headers we
     /// set, the identity header.
     owned_headers: Vec<String>,
-}
-
-/// The token minted for this request, as it goes into headers, and the times it carries.
-struct MintedHeader {
-    value: HeaderValue,
-    iat: u64,
-    exp: Option<u64>,
-}
-
-/// Per-request state.
-pub struct Ctx {
-    start: Instant,
-    start_unix_ms: u64,
-    jti: Jti,
-    /// Set when the request is counted; taken when it is recorded. Still set when the request
-    /// is dropped unrecorded (the end of a drain cut it): `Drop` records it then.
-    unrecorded: Option<Unrecorded>,
-    user: Option<String>,
-    minted: Option<MintedHeader>,
-    spoofed: bool,
-    /// The client's Authorization was its identity: do not forward it.
-    drop_authorization: bool,
-    body_bytes: u64,
-    upstream_status: Option<u16>,
-    /// The request's head and body as framed on the wire, when known without reading the body;
-    /// taken from the head once, in `request_filter`.
-    wire_len: Option<u64>,
-    /// The error reply we sent (a refusal or a failure): it decides the outcome.
-    reply: Option<ErrorReply>,
-    error: Option<Cow<'static, str>>,
-    /// The upstream address a connect failed at; the one retry goes elsewhere or not at all.
-    connect_failed_at: Option<std::net::SocketAddr>,
-}
-
-/// What a request that is never logged by Pingora still needs to be recorded.
-struct Unrecorded {
-    stats: Arc<Stats>,
-    access_log: Option<AccessLog>,
-    /// The record so far (request facts known at the start).
-    record: Record,
-}
-
-impl Drop for Ctx {
-    fn drop(&mut self) {
-        // Only reached with `unrecorded` set when the runtime is shut down at the end of a
-        // drain with this request still in flight: it got no answer, but it is not silent.
-        if let Some(u) = self.unrecorded.take() {
-            let mut r = u.record;
-            r.duration_us = self.start.elapsed().as_micros() as u64;
-            r.user = self.user.take();
-            r.reason = Reason::DrainCut;
-            r.error = Some(Cow::Borrowed(
-                "drain_cut: still in flight when the grace period ended",
-            ));
-            u.stats.inc(Counter::DrainCut);
-            if let Some(log) = &u.access_log {
-                log.write(&r);
-                // The process is about to exit: see the line out.
-                log.flush(Duration::from_millis(500));
-            }
-            u.stats.request_finished(r);
-        }
-    }
 }
 
 impl JwtProxy {
@@ -371,49 +312,9 @@ impl JwtProxy {
     }
 }
 
-/// `Expect: 100-continue` (case-insensitive).
-fn expects_continue(req: &RequestHeader) -> bool {
-    req.headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
-/// The client asked to close after this request (`Connection: close`, or HTTP/1.0 without
-/// `keep-alive`).
-fn client_wants_close(req: &RequestHeader) -> bool {
-    let conn = |token: &str| {
-        req.headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    conn("close") || (req.version == http::Version::HTTP_10 && !conn("keep-alive"))
-}
-
 /// The request head as received (only HTTP/1 is served: no TLS, no h2c).
 fn raw_head(session: &Session) -> Option<Bytes> {
     Some(session.as_downstream().as_http1()?.get_headers_raw_bytes())
-}
-
-fn version_str(v: http::Version) -> &'static str {
-    match v {
-        http::Version::HTTP_09 => "HTTP/0.9",
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_11 => "HTTP/1.1",
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/?",
-    }
-}
-
-/// Bytes of a response head as it would be written (status line, `name: value\r\n` lines).
-fn response_head_len(resp: &ResponseHeader) -> usize {
-    resp.headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + 16
-        + resp.get_reason_phrase().map_or(0, str::len)
 }
 
 #[async_trait]

@@ -302,10 +302,19 @@ impl StatusApp {
     }
 
     pub fn metrics(&self) -> String {
-        let s = &self.stats;
         let mut out = String::with_capacity(4096);
+        self.request_metrics(&mut out);
+        self.counter_metrics(&mut out);
+        self.gauge_metrics(&mut out);
+        self.histogram_metrics(&mut out);
+        out
+    }
+
+    /// Requests by status, by outcome, and by outcome and reason.
+    fn request_metrics(&self, out: &mut String) {
+        let s = &self.stats;
         family(
-            &mut out,
+            out,
             "jwt_proxy_requests_total",
             "counter",
             "Requests answered, by HTTP status (0: client gone before an answer).",
@@ -314,7 +323,7 @@ impl StatusApp {
             let _ = writeln!(out, "jwt_proxy_requests_total{{status=\"{status}\"}} {n}");
         }
         family(
-            &mut out,
+            out,
             "jwt_proxy_requests_by_outcome_total",
             "counter",
             "Requests by outcome.",
@@ -328,7 +337,7 @@ impl StatusApp {
             );
         }
         family(
-            &mut out,
+            out,
             "jwt_proxy_decisions_total",
             "counter",
             "Requests by outcome and the reason for it (README: Decisions); malformed heads and \
@@ -342,11 +351,20 @@ impl StatusApp {
                 info.name
             );
         }
+    }
+
+    /// The event counters, one family each.
+    fn counter_metrics(&self, out: &mut String) {
+        let s = &self.stats;
         for c in COUNTERS {
             let name = format!("jwt_proxy_{}_total", c.name);
-            family(&mut out, &name, "counter", c.help);
+            family(out, &name, "counter", c.help);
             let _ = writeln!(out, "{name} {}", s.count(c.counter));
         }
+    }
+
+    fn gauge_metrics(&self, out: &mut String) {
+        let s = &self.stats;
         for (name, help, v) in [
             (
                 "jwt_proxy_in_flight_requests",
@@ -379,31 +397,34 @@ impl StatusApp {
                 self.info.worker_threads as u64,
             ),
         ] {
-            family(&mut out, name, "gauge", help);
+            family(out, name, "gauge", help);
             let _ = writeln!(out, "{name} {v}");
         }
+    }
+
+    fn histogram_metrics(&self, out: &mut String) {
+        let s = &self.stats;
         histogram(
-            &mut out,
+            out,
             "jwt_proxy_request_duration_seconds",
             "Time from request start to the end of the response.",
             &s.request_duration_us,
             6,
         );
         histogram(
-            &mut out,
+            out,
             "jwt_proxy_signing_duration_seconds",
             "Time to mint and sign one token.",
             &s.signing_duration_ns,
             9,
         );
         histogram(
-            &mut out,
+            out,
             "jwt_proxy_token_bytes",
             "Size of each minted token, bytes.",
             &s.token_bytes,
             0,
         );
-        out
     }
 
     pub fn html(&self) -> String {

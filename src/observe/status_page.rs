@@ -14,6 +14,21 @@ use crate::observe::stats::{Group, Histogram, Stats, COUNTERS};
 pub fn render(j: &Value, s: &Stats) -> String {
     let mut h = String::with_capacity(32 * 1024);
     h.push_str(PAGE_HEAD);
+    header_html(&mut h, j, s);
+    charts(&mut h, &j["timeline"]);
+    traffic_html(&mut h, j, s);
+    identity_html(&mut h, j, s);
+    upstream_html(&mut h, j);
+    refusals_html(&mut h, &j["decisions"], &group_rows(j, Group::Refusals));
+    keys_html(&mut h, &j["keys"]);
+    process_html(&mut h, j);
+    recent_html(&mut h, j);
+    h.push_str("</table></body></html>");
+    h
+}
+
+/// Version, pid, uptime and whether the process is stopping.
+fn header_html(h: &mut String, j: &Value, s: &Stats) {
     let state = if j["draining"] == true {
         " · <b class=\"warn\">draining: stopping or upgrading</b>"
     } else if s.stopping.load(Relaxed) {
@@ -29,15 +44,18 @@ pub fn render(j: &Value, s: &Stats) -> String {
         esc(&uptime_words(s.uptime_secs())),
         esc(&plain(&j["started_at"])),
     );
-    charts(&mut h, &j["timeline"]);
+}
 
-    let group_rows = |g: Group| -> Vec<(String, String)> {
-        COUNTERS
-            .iter()
-            .filter(|c| c.group == g)
-            .map(|c| (c.label.to_string(), count_words(&j[c.name])))
-            .collect()
-    };
+/// The counters of one section of the page, as `(label, value)` rows.
+fn group_rows(j: &Value, g: Group) -> Vec<(String, String)> {
+    COUNTERS
+        .iter()
+        .filter(|c| c.group == g)
+        .map(|c| (c.label.to_string(), count_words(&j[c.name])))
+        .collect()
+}
+
+fn traffic_html(h: &mut String, j: &Value, s: &Stats) {
     let mut traffic = vec![
         ("requests".to_string(), count_words(&j["requests_total"])),
         ("in flight now".into(), count_words(&j["in_flight"])),
@@ -60,8 +78,10 @@ pub fn render(j: &Value, s: &Stats) -> String {
         let what = if st == "0" { "no answer (0)" } else { st };
         traffic.push((format!("HTTP status {what}"), count_words(n)));
     }
-    section(&mut h, "traffic", "Traffic", &traffic);
+    section(h, "traffic", "Traffic", &traffic);
+}
 
+fn identity_html(h: &mut String, j: &Value, s: &Stats) {
     let mut identity = vec![
         ("user from".to_string(), plain(&j["user_source"])),
         (
@@ -86,20 +106,20 @@ pub fn render(j: &Value, s: &Stats) -> String {
             avg(&s.signing_duration_ns, 1000.0, "µs"),
         ),
     ];
-    identity.extend(group_rows(Group::Identity));
-    section(&mut h, "identity", "Identity and tokens", &identity);
+    identity.extend(group_rows(j, Group::Identity));
+    section(h, "identity", "Identity and tokens", &identity);
+}
 
+fn upstream_html(h: &mut String, j: &Value) {
     let mut upstream = vec![
         ("upstream".to_string(), plain(&j["upstream_url"])),
         ("address in use".into(), plain(&j["upstream_addr"])),
     ];
-    upstream.extend(group_rows(Group::Upstream));
-    section(&mut h, "upstream", "Upstream", &upstream);
+    upstream.extend(group_rows(j, Group::Upstream));
+    section(h, "upstream", "Upstream", &upstream);
+}
 
-    refusals_html(&mut h, &j["decisions"], &group_rows(Group::Refusals));
-
-    keys_html(&mut h, &j["keys"]);
-
+fn process_html(h: &mut String, j: &Value) {
     let mut process = vec![
         ("listening on".to_string(), plain(&j["listen"])),
         ("worker threads".into(), plain(&j["worker_threads"])),
@@ -112,9 +132,12 @@ pub fn render(j: &Value, s: &Stats) -> String {
             ),
         ),
     ];
-    process.extend(group_rows(Group::Process));
-    section(&mut h, "process", "Configuration and process", &process);
+    process.extend(group_rows(j, Group::Process));
+    section(h, "process", "Configuration and process", &process);
+}
 
+/// The recent requests, newest first, each with its details folded.
+fn recent_html(h: &mut String, j: &Value) {
     h.push_str(
         "<h2>Recent requests (newest first)</h2><table id=\"recent\"><tr>\
         <th>time</th><th>client</th><th>version</th><th>method</th><th>path</th><th>status</th>\
@@ -158,8 +181,6 @@ pub fn render(j: &Value, s: &Stats) -> String {
         }
         h.push_str("</details></td></tr>");
     }
-    h.push_str("</table></body></html>");
-    h
 }
 
 const PAGE_HEAD: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\

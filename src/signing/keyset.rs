@@ -194,66 +194,7 @@ pub fn parse(
         if !seen.insert(kid.to_string()) {
             return Err(in_entry("listed twice".into()));
         }
-        let alg_name = entry
-            .alg
-            .as_deref()
-            .ok_or_else(|| in_entry("has no alg".into()))?;
-        let alg = Alg::parse(alg_name).ok_or_else(|| {
-            in_entry(format!(
-                "alg {} is not one of HS512, EdDSA, ES256",
-                shown(alg_name)
-            ))
-        })?;
-        let key = match (alg, &entry.file, &entry.value) {
-            (_, Some(_), Some(_)) => return Err(in_entry("give file or value, not both".into())),
-            (_, None, None) => return Err(in_entry("has no file (or value, for HS512)".into())),
-            (Alg::Hs512, file, value) => {
-                let encoding = match entry.encoding.as_deref() {
-                    None => KeyEncoding::Text,
-                    Some(e) => KeyEncoding::parse(e).ok_or_else(|| {
-                        in_entry(format!(
-                            "encoding {} is not one of text, hex, base64",
-                            shown(e)
-                        ))
-                    })?,
-                };
-                let secret = match (file, value) {
-                    (Some(f), _) => {
-                        let p = dir.join(f);
-                        let text = read(&p).map_err(in_entry)?;
-                        files.push(p.clone());
-                        Key::from_text_file(&p, &text, encoding).map_err(in_entry)?
-                    }
-                    (None, Some(v)) => Key::decode(v, encoding).map_err(|p| {
-                        in_entry(format!("the value {p} (encoding {})", encoding.as_str()))
-                    })?,
-                    (None, None) => unreachable!("handled above"),
-                };
-                if secret.len() < MIN_SIGNING_KEY_BYTES {
-                    return Err(in_entry(format!(
-                        "the HS512 key is {} bytes; it needs at least {MIN_SIGNING_KEY_BYTES} \
-                         (RFC 7518 §3.2)",
-                        secret.len()
-                    )));
-                }
-                PrivateKey::Hs512(secret)
-            }
-            (_, None, Some(_)) => {
-                return Err(in_entry(format!(
-                    "an {alg} key is a PEM file: give file, not value"
-                )))
-            }
-            (_, Some(f), None) => {
-                if entry.encoding.is_some() {
-                    return Err(in_entry("encoding is for HS512 keys only".into()));
-                }
-                let p = dir.join(f);
-                let pem = read(&p).map_err(in_entry)?;
-                files.push(p.clone());
-                PrivateKey::from_pem(alg, &pem)
-                    .map_err(|e| in_entry(format!("{} {e}", p.display())))?
-            }
-        };
+        let key = entry_key(entry, dir, read, &mut files).map_err(in_entry)?;
         keys.push(KeyEntry {
             kid: kid.to_string(),
             key,
@@ -262,26 +203,99 @@ pub fn parse(
     let signing = file
         .signing
         .ok_or_else(|| at("has no signing: <kid>".into()))?;
-    if !seen.contains(&signing) {
-        return Err(at(format!(
-            "signing names {}, which is not in keys",
-            shown(&signing)
-        )));
-    }
-    for kid in &file.revoked {
-        if seen.contains(kid) {
-            return Err(at(format!(
-                "{} is both in keys and revoked; remove it from one",
-                shown(kid)
-            )));
-        }
-    }
+    check_signing_and_revoked(&signing, &file.revoked, &seen).map_err(at)?;
     Ok(Keyset {
         keys,
         signing,
         revoked: file.revoked,
         files,
     })
+}
+
+/// The key of one entry: its algorithm, then its material from a file (named relative to the
+/// keyset, and added to `files`) or, for HS512, a value.
+fn entry_key(
+    entry: &FileKey,
+    dir: &Path,
+    read: &dyn Fn(&Path) -> Result<String, String>,
+    files: &mut Vec<PathBuf>,
+) -> Result<PrivateKey, String> {
+    let alg_name = entry.alg.as_deref().ok_or("has no alg")?;
+    let alg = Alg::parse(alg_name)
+        .ok_or_else(|| format!("alg {} is not one of HS512, EdDSA, ES256", shown(alg_name)))?;
+    match (alg, &entry.file, &entry.value) {
+        (_, Some(_), Some(_)) => Err("give file or value, not both".into()),
+        (_, None, None) => Err("has no file (or value, for HS512)".into()),
+        (Alg::Hs512, file, value) => hs512_key(entry, file, value, dir, read, files),
+        (_, None, Some(_)) => Err(format!("an {alg} key is a PEM file: give file, not value")),
+        (_, Some(f), None) => {
+            if entry.encoding.is_some() {
+                return Err("encoding is for HS512 keys only".into());
+            }
+            let p = dir.join(f);
+            let pem = read(&p)?;
+            files.push(p.clone());
+            PrivateKey::from_pem(alg, &pem).map_err(|e| format!("{} {e}", p.display()))
+        }
+    }
+}
+
+/// An HS512 entry's secret, decoded under its encoding (text by default), long enough.
+fn hs512_key(
+    entry: &FileKey,
+    file: &Option<String>,
+    value: &Option<String>,
+    dir: &Path,
+    read: &dyn Fn(&Path) -> Result<String, String>,
+    files: &mut Vec<PathBuf>,
+) -> Result<PrivateKey, String> {
+    let encoding = match entry.encoding.as_deref() {
+        None => KeyEncoding::Text,
+        Some(e) => KeyEncoding::parse(e)
+            .ok_or_else(|| format!("encoding {} is not one of text, hex, base64", shown(e)))?,
+    };
+    let secret = match (file, value) {
+        (Some(f), _) => {
+            let p = dir.join(f);
+            let text = read(&p)?;
+            files.push(p.clone());
+            Key::from_text_file(&p, &text, encoding)?
+        }
+        (None, Some(v)) => Key::decode(v, encoding)
+            .map_err(|p| format!("the value {p} (encoding {})", encoding.as_str()))?,
+        (None, None) => return Err("has no file (or value, for HS512)".into()),
+    };
+    if secret.len() < MIN_SIGNING_KEY_BYTES {
+        return Err(format!(
+            "the HS512 key is {} bytes; it needs at least {MIN_SIGNING_KEY_BYTES} \
+             (RFC 7518 §3.2)",
+            secret.len()
+        ));
+    }
+    Ok(PrivateKey::Hs512(secret))
+}
+
+/// `signing` names a listed key, and no revoked kid is listed.
+fn check_signing_and_revoked(
+    signing: &str,
+    revoked: &[String],
+    listed: &HashSet<String>,
+) -> Result<(), String> {
+    if !listed.contains(signing) {
+        return Err(format!(
+            "signing names {}, which is not in keys",
+            shown(signing)
+        ));
+    }
+    for kid in revoked {
+        if listed.contains(kid) {
+            return Err(format!(
+                "{} is both in keys and revoked; remove it from one",
+                shown(kid)
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
