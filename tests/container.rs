@@ -417,12 +417,11 @@ fn collect(handles: Vec<std::thread::JoinHandle<Tally>>, during: &str) -> Tally 
 
 /// The image's configuration with our kid (none: "-") and user source under `jwt_proxy:`.
 fn config_with(kid: &str, user_source: &str) -> String {
+    // The stock file sets nothing under `jwt_proxy:` (its lines show the defaults, commented
+    // out): what follows it is ours.
     let base = std::fs::read_to_string(manifest_dir().join("conf/jwt-proxy.yaml")).unwrap();
-    let base = base.replace(
-        "  user_source: header:x-user",
-        &format!("  user_source: {user_source}"),
-    );
-    assert!(base.contains(user_source));
+    assert!(base.contains("\n  # user_source: header:x-user"));
+    let base = format!("{base}\n  user_source: {user_source}\n");
     if kid == "-" {
         return base;
     }

@@ -1203,7 +1203,7 @@ fn a_changed_config_or_secret_rolls_the_deployment() {
     let conf = copy.join("jwt-proxy.yaml");
     let changed = std::fs::read_to_string(&conf)
         .unwrap()
-        .replace("jwt_ttl_secs: 300", "jwt_ttl_secs: 600");
+        .replace("  # jwt_ttl_secs: 300", "  jwt_ttl_secs: 600");
     std::fs::write(&conf, changed).unwrap();
     let (cm1, secret1) = volumes_of(&Manifests::of(&copy));
     assert_ne!(cm0, cm1, "a changed configuration must change the ConfigMap's name, so the pod template changes and the pods roll");

@@ -1,7 +1,8 @@
 //! The house keeps its plan: the module graph, read from the sources' own paths (`crate::…`,
 //! `super::…`, `self::…` and a parent's `use child::…`), outside `#[cfg(test)]` code, has no
-//! cycle; the bottom layer (`os`, `clock`, `pingora_limits`) imports nothing of the crate; and no
-//! source file holds more than 600 lines of non-test code.
+//! cycle; the bottom layer (`os`, `clock`, `pingora_limits`) imports nothing of the crate; no
+//! source file holds more than 600 lines of non-test code; and the shipped configuration files
+//! restate no default (they show each one commented out, checked against the settings table).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -202,4 +203,50 @@ fn no_file_holds_more_than_600_lines_of_non_test_code() {
         }
     }
     assert!(long.is_empty(), "over 600 lines: {long:?}");
+}
+
+/// The stock file and the Kubernetes ConfigMap set under `jwt_proxy:` only what differs from the
+/// default; each default they show is a commented-out `# name: value` line equal to the table's.
+#[test]
+fn shipped_configurations_restate_no_default() {
+    let default_of = |name: &str| {
+        jwt_proxy::config::SETTINGS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, d)| *d)
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["conf/jwt-proxy.yaml", "deploy/kubernetes/jwt-proxy.yaml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let set = doc["jwt_proxy"].as_mapping().cloned().unwrap_or_default();
+        for (k, v) in &set {
+            let (k, v) = (k.as_str().unwrap(), serde_yaml::to_string(v).unwrap());
+            let default = default_of(k).unwrap_or_else(|| panic!("{file}: {k} is no setting"));
+            assert_ne!(v.trim(), default, "{file}: {k} restates its default");
+        }
+        let mut shown = 0;
+        let section = text
+            .lines()
+            .skip_while(|l| !l.starts_with("jwt_proxy:"))
+            .skip(1);
+        for line in section.take_while(|l| l.is_empty() || l.starts_with(' ')) {
+            let Some((name, rest)) = line
+                .trim_start()
+                .strip_prefix("# ")
+                .and_then(|c| c.split_once(": "))
+            else {
+                continue;
+            };
+            if let Some(default) = default_of(name) {
+                let value = rest.split("  #").next().unwrap().trim();
+                assert_eq!(
+                    value, default,
+                    "{file}: `# {name}:` shows another value than the default"
+                );
+                shown += 1;
+            }
+        }
+        assert!(shown >= 10, "{file}: {shown} defaults shown");
+    }
 }

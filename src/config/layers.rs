@@ -92,13 +92,9 @@ impl Raw {
         for s in Setting::ALL {
             // Set to nothing (`FOO=` or `FOO=${FOO:-}` in compose) is the same as unset.
             if let Some(v) = env(s.name()).filter(|v| !v.trim().is_empty()) {
-                // Not when the file holds the default: the stock file spells out every default,
-                // and `HTTP_PORT=9090 make run` is no surprise to warn about.
-                let file_value = values.get(s).map(String::as_str);
-                if in_file.contains(s)
-                    && file_value != Some(v.as_str())
-                    && file_value != Some(s.default_value())
-                {
+                // The stock files set no default (they show them commented out), so
+                // `HTTP_PORT=9090 make run` is no surprise to warn about.
+                if in_file.contains(s) && values.get(s) != Some(&v) {
                     shadowed.push(*s);
                 }
                 values.insert(*s, v);

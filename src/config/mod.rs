@@ -217,8 +217,7 @@ mod tests {
             warned(&[("JWT_KID", "from-env")]),
             ["JWT_KID from the environment overrides jwt_kid in the configuration file"]
         );
-        // The same value, a setting the file does not set (or sets to its default), or an empty
-        // variable: quiet.
+        // The same value, a setting the file does not set, or an empty variable: quiet.
         assert!(warned(&[("JWT_KID", "from-file")]).is_empty());
         assert!(warned(&[("JWT_ISSUER", "me")]).is_empty());
         assert!(warned(&[("JWT_KID", " ")]).is_empty());
