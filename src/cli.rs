@@ -64,7 +64,7 @@ pub fn print_paths_text(config: &Config) -> String {
 }
 
 /// `pid_file=…` and `upgrade_sock=…` lines.
-pub fn paths_text(config: &Config) -> String {
+pub(crate) fn paths_text(config: &Config) -> String {
     format!(
         "pid_file={}\nupgrade_sock={}\n",
         config.server.pid_file, config.server.upgrade_sock

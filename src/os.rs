@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// `/tmp/jwt-proxy-<uid>`: where `pid_file` and `upgrade_sock` go unless the file says otherwise.
-pub fn default_runtime_dir() -> Result<PathBuf, String> {
+pub(crate) fn default_runtime_dir() -> Result<PathBuf, String> {
     Ok(PathBuf::from(format!(
         "/tmp/jwt-proxy-{}",
         effective_uid()?
@@ -66,7 +66,7 @@ pub fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
 
 /// The text of a secrets file (a key or a token). Empty or whitespace-only files are refused:
 /// a secret that is not there must not read as one.
-pub fn read_secret_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
     let text = read_regular_file(path, MAX_KEY_FILE_BYTES)?;
     refuse_blank(path, &text)?;
     Ok(text)
@@ -96,12 +96,12 @@ fn permission_hint(path: &Path) -> String {
 }
 
 /// Largest key, token or keyset file read.
-pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 /// The text of a regular file of at most `max` bytes: the one way key material is read. A FIFO,
 /// a device or a directory is refused, never waited on (opened non-blocking, then checked); the
 /// error names the file, never its contents.
-pub fn read_regular_file(path: &Path, max: u64) -> Result<String, String> {
+pub(crate) fn read_regular_file(path: &Path, max: u64) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let cannot = |e: &dyn fmt::Display| format!("cannot read {}: {e}", path.display());

@@ -8,8 +8,8 @@ pub const MAX_HEADER_BYTES: usize = 1_048_575;
 /// Pingora's retry buffer: a request body read before the upstream request can be replayed from
 /// it up to this size, so the `json:` identity source caps bodies here.
 /// `pingora-core/src/protocols/http/v1/common.rs:32`, `BODY_BUF_LIMIT`.
-pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
+pub(crate) const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
 
 /// Pingora's grace period when `grace_period_seconds` is not set (`null` in the file).
 /// `pingora-core/src/server/mod.rs:63`, `EXIT_TIMEOUT`.
-pub const DEFAULT_GRACE_SECS: u64 = 300;
+pub(crate) const DEFAULT_GRACE_SECS: u64 = 300;

@@ -21,7 +21,8 @@ use std::time::Duration;
 use ::pingora::server::configuration::ServerConf;
 
 pub use error::{About, ConfigError};
-pub use settings::{Setting, DEFAULT_CONF_PATH, SETTINGS};
+use settings::DEFAULT_CONF_PATH;
+pub use settings::{Setting, SETTINGS};
 pub use upstream_url::UpstreamUrl;
 
 use self::pingora::server_conf;
@@ -41,7 +42,7 @@ pub struct Config {
     /// `Authorization: Bearer <token>`. Required when `STATUS_ADDR` is not a loopback address.
     pub status_token: Option<String>,
     /// Request headers (lower case) whose values the status service shows; others are redacted.
-    pub status_show_headers: Vec<String>,
+    pub(crate) status_show_headers: Vec<String>,
     pub upstream: UpstreamUrl,
     /// The signing keys.
     pub keys: KeyConfig,
@@ -49,16 +50,16 @@ pub struct Config {
     /// `JWT_SECRET*`) the signing key; `None` with `JWT_KEYS` and no `BEARER_SECRET*`.
     pub bearer_key: Option<Key>,
     /// No `BEARER_SECRET*` was given: `bearer_key` is the signing key.
-    pub bearer_key_is_signing_key: bool,
+    pub(crate) bearer_key_is_signing_key: bool,
     pub token: TokenSettings,
     pub user_source: UserSource,
     /// `None`: identity is required (401 without one).
     pub user_default: Option<String>,
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
     /// Largest upstream response head we accept.
-    pub max_upstream_header_bytes: usize,
+    pub(crate) max_upstream_header_bytes: usize,
     pub access_log: bool,
     pub status_recent: usize,
     /// Byte budget of the status service's recent-requests ring.
@@ -69,9 +70,9 @@ pub struct Config {
     /// first byte (of the connection, for the first request): slowloris protection.
     pub client_header_timeout: Duration,
     /// Longest wait for each read of a request body (Pingora's default: 60 s).
-    pub client_body_timeout: Duration,
+    pub(crate) client_body_timeout: Duration,
     /// Largest request head, request line and headers together (Pingora's own cap: 1 MiB).
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// After a stop or upgrade begins, idle client keep-alive connections stay open this long
     /// (their next request is answered with `Connection: close`), then they are closed.
     pub drain_idle: Duration,
@@ -82,7 +83,7 @@ pub struct Config {
     pub server: ServerConf,
     /// Settings the file gave a value that an environment variable replaced with another (a
     /// compose `environment:` entry silently beating the mounted file): said at start.
-    pub shadowed_by_env: Vec<&'static str>,
+    pub(crate) shadowed_by_env: Vec<&'static str>,
 }
 
 impl Config {

@@ -94,6 +94,6 @@ pub(super) fn server_conf(top: serde_yaml::Mapping) -> Result<ServerConf, Config
 /// Worker threads when `threads` is not set: the CPUs this process may run on (its affinity
 /// mask and cgroup CPU quota, as `std::thread::available_parallelism` reads them), so a
 /// container limited to one CPU does not run two threads that take turns on it.
-pub fn default_threads() -> u64 {
+pub(crate) fn default_threads() -> u64 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
 }

@@ -2,7 +2,7 @@
 //! in lower case) and its default, declared once; and the limits the build step enforces.
 
 /// Used when no `-c` is given and this file exists.
-pub const DEFAULT_CONF_PATH: &str = "conf/jwt-proxy.yaml";
+pub(crate) const DEFAULT_CONF_PATH: &str = "conf/jwt-proxy.yaml";
 
 /// Declares our settings once: the typed names the code asks for (a misspelt name does not
 /// compile) and the public `(environment name, default)` table.
@@ -73,18 +73,18 @@ settings! {
 }
 
 /// Request headers whose values the status service shows by default; all others are redacted.
-pub const DEFAULT_STATUS_SHOW_HEADERS: &str = "content-type,content-length,content-encoding,\
+const DEFAULT_STATUS_SHOW_HEADERS: &str = "content-type,content-length,content-encoding,\
 user-agent,accept,accept-encoding,host,transfer-encoding,expect";
 
 /// Headers that carry secrets: `STATUS_SHOW_HEADERS` cannot list them.
 /// `USER_DEFAULT` value (besides the empty YAML string) that makes identity required.
-pub const USER_DEFAULT_NONE: &str = "none";
+pub(crate) const USER_DEFAULT_NONE: &str = "none";
 
 /// Longest `SHUTDOWN_DELAY_SECS` (a balancer needs a few probe intervals, not minutes).
-pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 300;
+pub(crate) const MAX_SHUTDOWN_DELAY_SECS: u64 = 300;
 
 /// Longest `JWT_TTL_SECS`: one year.
-pub const MAX_TTL_SECS: u64 = 31_536_000;
+pub(crate) const MAX_TTL_SECS: u64 = 31_536_000;
 
 /// Shortest `STATUS_TOKEN`.
-pub const MIN_STATUS_TOKEN_CHARS: usize = 16;
+pub(crate) const MIN_STATUS_TOKEN_CHARS: usize = 16;

@@ -11,7 +11,7 @@ pub struct UpstreamUrl {
     pub host: String,
     pub port: u16,
     /// `host[:port]` as the `Host` header should carry it.
-    pub authority: String,
+    pub(crate) authority: String,
     pub path: String,
     /// A query of the URL itself, kept before the client's own.
     pub query: Option<String>,

@@ -103,7 +103,7 @@ impl HeadGuard {
     /// Derived from the counts: every byte read (bytes kept unread included) belongs to a
     /// finished request (a new connection has read none), and the count is exact (no chunked
     /// request has broken it).
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         !self.framing_lost.load(Relaxed) && !self.more_after(self.consumed.load(Relaxed))
     }
 
@@ -152,7 +152,7 @@ impl HeadGuard {
 /// The wait holds no buffer: each poll reads into a stack buffer, and only bytes that arrived
 /// are kept. This is what lets an idle keep-alive connection cost a few KiB instead of the
 /// whole request future Pingora would keep parked in its own read.
-pub async fn wait_for_request(stream: &mut Stream) -> bool {
+pub(crate) async fn wait_for_request(stream: &mut Stream) -> bool {
     let got = std::future::poll_fn(|cx| {
         // Not zeroed: this runs at least once per request.
         let mut tmp = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
@@ -179,7 +179,7 @@ pub async fn wait_for_request(stream: &mut Stream) -> bool {
 }
 
 /// The proxy parsed a request head on this session's connection: lift the deadline.
-pub fn head_received(session: &Session) {
+pub(crate) fn head_received(session: &Session) {
     if let Some(g) = HeadGuard::guard_of(session) {
         g.head_over();
     }
@@ -191,7 +191,7 @@ pub fn head_received(session: &Session) {
 /// After a chunked request the count of consumed bytes is an estimate that may include bytes
 /// pipelined behind it, so only an exact match says "nothing more": a sequential client (the
 /// common case) still gets its close in a drain, a pipelining one is kept open.
-pub fn more_buffered(session: &Session, wire_len: u64) -> bool {
+pub(crate) fn more_buffered(session: &Session, wire_len: u64) -> bool {
     HeadGuard::guard_of(session).is_some_and(|g| {
         let end = g.consumed.load(Relaxed) + wire_len;
         if g.framing_lost.load(Relaxed) {
@@ -205,7 +205,7 @@ pub fn more_buffered(session: &Session, wire_len: u64) -> bool {
 /// The request is finished: the next byte on this connection starts a new head. `wire_len`:
 /// the request's head and body as framed on the wire, when known; with it, bytes already
 /// received beyond this request are the start of the next head, whose deadline starts now.
-pub fn request_done(session: &Session, wire_len: Option<u64>) {
+pub(crate) fn request_done(session: &Session, wire_len: Option<u64>) {
     let Some(g) = HeadGuard::guard_of(session) else {
         return;
     };

@@ -11,10 +11,10 @@ use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 
 /// Read buffer in front of each client connection: none.
-pub const CLIENT_READ_BUFFER: usize = 0;
+const CLIENT_READ_BUFFER: usize = 0;
 /// Write buffer of each client connection: one TCP segment (Pingora's default), so a response
 /// head and a small body go out in one `send`.
-pub const CLIENT_WRITE_BUFFER: usize = 1460;
+const CLIENT_WRITE_BUFFER: usize = 1460;
 
 /// The proxy's listener on `addr`.
 pub fn proxy_listener(addr: &str) -> ListenerConfig {

@@ -9,14 +9,27 @@ use http::header::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::Result;
 
+use crate::TOKEN_HEADER;
+
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
-pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
-pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub const X_REAL_IP: &str = "x-real-ip";
-pub const FORWARDED: &str = "forwarded";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_REAL_IP: &str = "x-real-ip";
+const FORWARDED: &str = "forwarded";
+
+/// The headers we set on the request upstream, whose other spellings ([`is_alias_of`]) are
+/// removed from it: our token and the forwarding headers of our own hop (the identity header of
+/// `USER_SOURCE=header:` joins them). `forwarded` has no dash, so no other spelling.
+pub(crate) const OWNED_HEADERS: &[&str] = &[
+    TOKEN_HEADER,
+    X_FORWARDED_FOR,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PROTO,
+    X_REAL_IP,
+];
 
 /// Set the forwarding headers on `up` for a client at `client` that asked for `host`.
-pub fn set_forwarding_headers(
+pub(crate) fn set_forwarding_headers(
     up: &mut RequestHeader,
     client: Option<IpAddr>,
     host: Option<&HeaderValue>,
@@ -67,7 +80,7 @@ pub fn set_forwarding_headers(
 /// Whether `name` (lower case) is `ours` spelled with other punctuation for some or all of its
 /// dashes (`x_my_jwt`, `x-my_jwt`, `x.my.jwt`): CGI, WSGI and PHP hand such spellings to the
 /// application under one name (`HTTP_X_MY_JWT`), so a client could slip its own value in.
-pub fn is_alias_of(name: &str, ours: &str) -> bool {
+pub(crate) fn is_alias_of(name: &str, ours: &str) -> bool {
     // PHP also folds `.` (and other punctuation) into `_`: any non-alphanumeric byte where ours
     // has a dash makes the same variable.
     name.len() == ours.len()
@@ -79,7 +92,7 @@ pub fn is_alias_of(name: &str, ours: &str) -> bool {
 }
 
 /// Remove every client header that is an underscore spelling of one of `owned`.
-pub fn remove_aliases<S: AsRef<str>>(up: &mut RequestHeader, owned: &[S]) {
+pub(crate) fn remove_aliases<S: AsRef<str>>(up: &mut RequestHeader, owned: &[S]) {
     let aliases: Vec<http::HeaderName> = up
         .headers
         .keys()

@@ -8,7 +8,7 @@ use crate::http::reply::{self, ErrorReply};
 
 /// Why this head is refused, if it is: too large (431), not a POST (405), an absolute-form or
 /// `*` target, or ambiguous framing (400). `raw_head` is the head as received.
-pub fn head_refusal(
+pub(crate) fn head_refusal(
     req: &RequestHeader,
     raw_head: &[u8],
     max_head_bytes: usize,
@@ -34,7 +34,7 @@ fn is_origin_form(req: &RequestHeader) -> bool {
 
 /// The number of a `Content-Length` that is valid but not canonical (`0010`), to forward as
 /// `10`: an upstream reading a leading zero as octal would misjudge where the body ends.
-pub fn noncanonical_length(req: &RequestHeader) -> Option<u64> {
+pub(crate) fn noncanonical_length(req: &RequestHeader) -> Option<u64> {
     let v = req.headers.get(header::CONTENT_LENGTH)?.as_bytes();
     if v.len() > 1 && v[0] == b'0' {
         std::str::from_utf8(v).ok()?.parse().ok()
@@ -45,7 +45,7 @@ pub fn noncanonical_length(req: &RequestHeader) -> Option<u64> {
 
 /// Bytes of the body as framed on the wire when known without reading it: the declared
 /// `Content-Length`, or 0 with neither it nor `Transfer-Encoding`. `None` for chunked bodies.
-pub fn wire_body_len(req: &RequestHeader) -> Option<u64> {
+pub(crate) fn wire_body_len(req: &RequestHeader) -> Option<u64> {
     match req.headers.get(header::CONTENT_LENGTH) {
         Some(v) => std::str::from_utf8(v.as_bytes()).ok()?.parse().ok(),
         None if req.headers.contains_key(header::TRANSFER_ENCODING) => None,
@@ -58,7 +58,7 @@ pub fn wire_body_len(req: &RequestHeader) -> Option<u64> {
 /// `Content-Length` or one `Transfer-Encoding: chunked` is refused before we read or forward.
 /// `raw_head` is the head as received: Pingora drops a `Content-Length` sent beside
 /// `Transfer-Encoding` from its parsed copy (RFC 9112 6.3), so only the raw head shows both.
-pub fn framing_problem(req: &RequestHeader, raw_head: &[u8]) -> Option<&'static str> {
+fn framing_problem(req: &RequestHeader, raw_head: &[u8]) -> Option<&'static str> {
     let h = &req.headers;
     let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
     let length = lengths.next();

@@ -14,7 +14,7 @@ use crate::observe::decisions::Reason;
 use crate::signing::verification::{BearerError, BearerVerifier};
 
 /// Longest accepted user value, in bytes.
-pub const MAX_USER_BYTES: usize = 256;
+const MAX_USER_BYTES: usize = 256;
 
 /// Where `payload.user` comes from (`USER_SOURCE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl Rejection {
     }
 
     /// The JSON refusal this rejection is answered with.
-    pub fn reply(&self) -> ErrorReply {
+    pub(crate) fn reply(&self) -> ErrorReply {
         ErrorReply::of(self.reason(), self.message())
     }
 
@@ -157,7 +157,7 @@ pub fn check_user(user: &str) -> Result<(), Rejection> {
 /// separators (Zl, Zp), and the other default-ignorable code points (Hangul fillers, variation
 /// selectors, the combining grapheme joiner), as of Unicode 15. Visible look-alikes (Cyrillic
 /// `а` for Latin `a`, combining accents) are not judged here.
-pub fn is_invisible(c: char) -> bool {
+fn is_invisible(c: char) -> bool {
     matches!(c as u32,
         0x00A0 | 0x1680 | 0x2000..=0x200A | 0x202F | 0x205F | 0x3000
         | 0x2800 | 0x1D159 | 0x16FE4
@@ -169,7 +169,7 @@ pub fn is_invisible(c: char) -> bool {
 }
 
 /// The user in a header, from all its values: none or empty means absent; two is ambiguous.
-pub fn from_header<'a>(
+pub(crate) fn from_header<'a>(
     mut values: impl Iterator<Item = &'a [u8]>,
 ) -> Result<Option<String>, Rejection> {
     let Some(first) = values.next() else {
@@ -215,7 +215,7 @@ pub fn from_bearer<'a>(
 }
 
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
-pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let value = value.trim_ascii();
     if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
         return None;
@@ -225,7 +225,7 @@ pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 
 /// Deepest JSON nesting we accept in a body we read: serde_json's own default limit, which
 /// common upstream parsers also handle (Python's json recurses, ~1,000 levels at most).
-pub const MAX_JSON_DEPTH: usize = 128;
+const MAX_JSON_DEPTH: usize = 128;
 
 /// Whether `[`/`{` nest deeper than `limit` outside strings: one pass, no recursion. Only
 /// the depth is judged here; syntax is the parser's business.

@@ -91,15 +91,10 @@ impl JwtProxy {
             .iter()
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
-        let mut owned_headers: Vec<String> = [
-            TOKEN_HEADER,
-            forwarding::X_FORWARDED_FOR,
-            forwarding::X_FORWARDED_HOST,
-            forwarding::X_FORWARDED_PROTO,
-            forwarding::X_REAL_IP,
-        ]
-        .map(String::from)
-        .into();
+        let mut owned_headers: Vec<String> = forwarding::OWNED_HEADERS
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
         if let UserSource::Header(name) = &config.user_source {
             owned_headers.push(name.as_str().to_string());
         }

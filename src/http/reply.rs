@@ -39,14 +39,14 @@ impl ErrorReply {
 }
 
 /// Our own proxying errors, raised in the phases and classified below.
-pub const UPSTREAM_UPGRADE: ErrorType = ErrorType::Custom("upstream_switched_protocols");
-pub const UPSTREAM_HEAD_TOO_LARGE: ErrorType = ErrorType::Custom("upstream_head_too_large");
+pub(crate) const UPSTREAM_UPGRADE: ErrorType = ErrorType::Custom("upstream_switched_protocols");
+pub(crate) const UPSTREAM_HEAD_TOO_LARGE: ErrorType = ErrorType::Custom("upstream_head_too_large");
 
 /// The reply for a failure while proxying; `None`: the client is gone, write nothing.
 /// `body_done`: the client's whole request body had arrived. While it has not, an upstream
 /// that times out is waiting for the client, so the client gets 408 and the upstream is not
 /// blamed.
-pub fn classify_failure(e: &Error, body_done: bool) -> Option<ErrorReply> {
+pub(crate) fn classify_failure(e: &Error, body_done: bool) -> Option<ErrorReply> {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
         (_, HTTPStatus(413)) => Some(BODY_TOO_LARGE),
@@ -77,38 +77,38 @@ pub fn classify_failure(e: &Error, body_done: bool) -> Option<ErrorReply> {
 
 pub const METHOD_NOT_ALLOWED: ErrorReply =
     ErrorReply::of(Reason::MethodNotAllowed, "only POST is accepted");
-pub const BODY_TOO_LARGE: ErrorReply = ErrorReply::of(
+pub(crate) const BODY_TOO_LARGE: ErrorReply = ErrorReply::of(
     Reason::BodyTooLarge,
     "request body is larger than the limit",
 );
-pub const HEADERS_TOO_LARGE: ErrorReply = ErrorReply::of(
+pub(crate) const HEADERS_TOO_LARGE: ErrorReply = ErrorReply::of(
     Reason::HeadersTooLarge,
     "request line and headers are larger than the limit",
 );
-pub const INVALID_FRAMING: ErrorReply =
+pub(crate) const INVALID_FRAMING: ErrorReply =
     ErrorReply::of(Reason::InvalidFraming, "the request framing is ambiguous");
-pub const INVALID_TARGET: ErrorReply = ErrorReply::of(
+pub(crate) const INVALID_TARGET: ErrorReply = ErrorReply::of(
     Reason::InvalidTarget,
     "the request target must be a path (origin form), not an absolute URL or *",
 );
-pub const BAD_GATEWAY: ErrorReply = ErrorReply::of(
+const BAD_GATEWAY: ErrorReply = ErrorReply::of(
     Reason::UpstreamUnavailable,
     "the upstream could not be reached",
 );
-pub const GATEWAY_TIMEOUT: ErrorReply = ErrorReply::of(
+const GATEWAY_TIMEOUT: ErrorReply = ErrorReply::of(
     Reason::UpstreamTimeout,
     "the upstream did not answer in time",
 );
-pub const BAD_REQUEST: ErrorReply =
+pub(crate) const BAD_REQUEST: ErrorReply =
     ErrorReply::of(Reason::BadRequest, "the request could not be read");
-pub const REQUEST_TIMEOUT: ErrorReply = ErrorReply::of(
+pub(crate) const REQUEST_TIMEOUT: ErrorReply = ErrorReply::of(
     Reason::RequestTimeout,
     "the request was not received in time",
 );
-pub const INTERNAL: ErrorReply = ErrorReply::of(Reason::InternalError, "the request failed");
+pub(crate) const INTERNAL: ErrorReply = ErrorReply::of(Reason::InternalError, "the request failed");
 
 /// `{"error":CODE,"message":MESSAGE,"status":N,"request_id":ID}`.
-pub fn error_body(kind: ErrorReply, request_id: &str) -> Bytes {
+fn error_body(kind: ErrorReply, request_id: &str) -> Bytes {
     let body = serde_json::json!({
         "error": kind.code(),
         "message": kind.message,
@@ -119,7 +119,7 @@ pub fn error_body(kind: ErrorReply, request_id: &str) -> Bytes {
 }
 
 /// The response header of an error: JSON, no caching, the request id.
-pub fn error_header(kind: ErrorReply, body_len: usize, request_id: &str) -> Result<ResponseHeader> {
+fn error_header(kind: ErrorReply, body_len: usize, request_id: &str) -> Result<ResponseHeader> {
     let mut h = ResponseHeader::build(kind.status, Some(6))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body_len.to_string())?;
@@ -133,7 +133,7 @@ pub fn error_header(kind: ErrorReply, body_len: usize, request_id: &str) -> Resu
 
 /// Write a complete error response on a session that has not answered yet. Pingora closes the
 /// connection after it (the request body may be unread, so reuse would not be safe).
-pub async fn write_error(
+pub(crate) async fn write_error(
     session: &mut ServerSession,
     kind: ErrorReply,
     request_id: &str,

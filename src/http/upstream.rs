@@ -19,7 +19,7 @@ use crate::config::{Config, UpstreamUrl};
 use crate::observe::stats::{Counter, Stats};
 
 /// How often the upstream's name is looked up again.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for one lookup.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Upstream connections idle in the pool longer than this are closed (below common keep-alive
@@ -93,19 +93,19 @@ impl Upstream {
     }
 
     /// The host is an IP address, never looked up.
-    pub fn is_literal(&self) -> bool {
+    pub(crate) fn is_literal(&self) -> bool {
         self.literal
     }
 
     /// A connect failed: look the name up again soon.
-    pub fn connect_failed(&self) {
+    pub(crate) fn connect_failed(&self) {
         if !self.literal {
             self.refresh_now.notify_one();
         }
     }
 
     /// Look the name up now; `true` if the address changed.
-    pub async fn refresh(&self) -> bool {
+    pub(crate) async fn refresh(&self) -> bool {
         if self.literal {
             return false;
         }

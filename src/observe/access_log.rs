@@ -18,7 +18,7 @@ use crate::observe::record::Record;
 use crate::observe::stats::{Counter, Stats};
 
 /// Bytes of lines the buffer holds (about 3,500 typical lines); past it, lines are dropped.
-pub const QUEUE_BYTES: usize = 1 << 20;
+const QUEUE_BYTES: usize = 1 << 20;
 /// How long the writer lets lines gather after a write: the longest a line waits before it is
 /// written while the proxy is busy (an idle proxy's first line is written at once).
 const BATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -111,7 +111,7 @@ impl AccessLog {
 
     /// Wait (at most `limit`) until every queued line is written: before the process exits.
     /// Lines still queued after that are lost with the process: say how much, on stderr.
-    pub fn flush(&self, limit: Duration) {
+    pub(crate) fn flush(&self, limit: Duration) {
         let until = Instant::now() + limit;
         let mut q = self.queue();
         while !q.buf.is_empty() || q.writing {

@@ -89,7 +89,7 @@ use Outcome::{Failed, Proxied, Rejected, UpstreamError};
 
 /// Every reason, in [`Reason`] order (a unit test keeps them aligned).
 #[rustfmt::skip]
-pub const REASONS: &[ReasonInfo] = &[
+pub(crate) const REASONS: &[ReasonInfo] = &[
     r(Reason::Forwarded, "forwarded", None, Proxied, "the upstream answered, whatever its status"),
     r(Reason::MethodNotAllowed, "method_not_allowed", Some(405), Rejected, "not a POST"),
     r(Reason::BodyTooLarge, "body_too_large", Some(413), Rejected, "body over MAX_BODY_BYTES"),
@@ -137,7 +137,7 @@ impl Reason {
 impl ReasonInfo {
     /// What it means, with the status the proxy answers it with: the status page's and the
     /// README's wording.
-    pub fn meaning(&self) -> String {
+    pub(crate) fn meaning(&self) -> String {
         match self.status {
             Some(s) => format!("{} ({s})", self.help),
             None => self.help.to_string(),

@@ -20,18 +20,18 @@ use crate::signing::verification::decode_parts;
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Unix time the request started, in milliseconds.
-    pub time_unix_ms: u64,
+    pub(crate) time_unix_ms: u64,
     pub client: Option<SocketAddr>,
-    pub http_version: &'static str,
-    pub method: Method,
+    pub(crate) http_version: &'static str,
+    pub(crate) method: Method,
     /// Path as the client sent it (cut at `MAX_PATH_BYTES`), query values redacted.
     pub path: String,
     /// Status sent to the client (0: none, the client went away or the drain cut it).
     pub status: u16,
     pub upstream_status: Option<u16>,
-    pub duration_us: u64,
+    pub(crate) duration_us: u64,
     pub bytes_in: u64,
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// Size of the request line and headers as received.
     pub head_bytes: usize,
     /// Request headers (none for a refused head: its size and the reason explain it).
@@ -42,7 +42,7 @@ pub struct Record {
     pub iat: Option<u64>,
     pub exp: Option<u64>,
     /// `header.claims` of the minted token; the signature is never kept.
-    pub token_unsigned: Option<String>,
+    pub(crate) token_unsigned: Option<String>,
     /// The client sent its own `x-my-jwt` (removed before forwarding).
     pub spoofed: bool,
     /// Why it ended so (`jwt_proxy_decisions_total`); its outcome is the reason's.
@@ -51,12 +51,12 @@ pub struct Record {
 }
 
 /// RFC 3339 UTC with milliseconds: the one timestamp format of records and the access log.
-pub fn format_time(unix_ms: u64) -> String {
+pub(crate) fn format_time(unix_ms: u64) -> String {
     Rfc3339Ms(unix_ms).to_string()
 }
 
 /// A Unix time in milliseconds shown as `format_time` shows it, written without allocating.
-pub struct Rfc3339Ms(pub u64);
+struct Rfc3339Ms(pub u64);
 
 impl Rfc3339Ms {
     /// The 24 bytes of `YYYY-MM-DDTHH:MM:SS.mmmZ` (years past 9999 are not shown faithfully).
@@ -106,7 +106,7 @@ impl Record {
 
     /// The record as shown by the status service (field names documented in the README): its
     /// fields plus the token's decoded header and claims.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let (token_header, token_claims) = self
             .token_unsigned
             .as_deref()
@@ -146,7 +146,7 @@ impl Record {
     /// Append the access-log line (one JSON object, no newline) to `out`. Written by hand, field
     /// by field (strings escaped by serde_json): it runs once per request, and serde's derive
     /// with its number and address formatting cost three times as much.
-    pub fn write_log_line(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_log_line(&self, out: &mut Vec<u8>) {
         use std::io::Write as _;
         let mut num = itoa::Buffer::new();
         let mut put_u64 =

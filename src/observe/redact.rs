@@ -9,18 +9,18 @@ use http::{HeaderMap, HeaderName, Method};
 use crate::TOKEN_HEADER;
 
 /// The longest path (with query) a record keeps; longer ones are cut with a marker.
-pub const MAX_PATH_BYTES: usize = 1024;
+pub(crate) const MAX_PATH_BYTES: usize = 1024;
 /// The longest header value a record keeps; longer ones are cut with a marker.
-pub const MAX_HEADER_VALUE_BYTES: usize = 256;
+const MAX_HEADER_VALUE_BYTES: usize = 256;
 /// Header lines a record keeps at most (the rest are counted, not kept).
-pub const MAX_HEADERS: usize = 32;
+const MAX_HEADERS: usize = 32;
 /// Header text (names and values) a record keeps at most.
-pub const MAX_SHOWN_HEADER_BYTES: usize = 4096;
+const MAX_SHOWN_HEADER_BYTES: usize = 4096;
 /// The longest extension method a record keeps (longer ones are shown as `LONG-METHOD`).
 const MAX_METHOD_BYTES: usize = 32;
 
 /// Header names whose values are never kept, whatever the allow-list says.
-pub const NEVER_SHOWN: &[&str] = &[
+pub(crate) const NEVER_SHOWN: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "cookie",
@@ -36,7 +36,7 @@ const REDACTED: &str = "[redacted]";
 pub struct ShownHeaders {
     text: String,
     /// Header lines received but not kept (over the limits).
-    pub omitted: usize,
+    pub(crate) omitted: usize,
 }
 
 impl ShownHeaders {
@@ -96,7 +96,7 @@ pub fn truncated(bytes: &[u8], max: usize) -> Cow<'_, str> {
 /// A path and query as shown: the path cut at `MAX_PATH_BYTES`, the query's values redacted
 /// (`?access_token=[redacted]&page=[redacted]`): query strings carry credentials as often as
 /// headers do, and a path is shown to whoever reads the status page or the access log.
-pub fn shown_path(path_and_query: &[u8]) -> String {
+pub(crate) fn shown_path(path_and_query: &[u8]) -> String {
     let (path, query) = match path_and_query.iter().position(|&b| b == b'?') {
         Some(i) => (&path_and_query[..i], Some(&path_and_query[i + 1..])),
         None => (path_and_query, None),
@@ -137,7 +137,7 @@ pub fn shown_path(path_and_query: &[u8]) -> String {
 }
 
 /// A method as shown: standard ones as they are, extension methods up to 32 bytes.
-pub fn shown_method(m: &Method) -> Method {
+pub(crate) fn shown_method(m: &Method) -> Method {
     if m.as_str().len() <= MAX_METHOD_BYTES {
         m.clone()
     } else {

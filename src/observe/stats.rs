@@ -146,7 +146,7 @@ impl Histogram {
     }
 
     /// `(upper bound or None for +Inf, cumulative count)` per bucket, then the sum.
-    pub fn snapshot(&self) -> (Vec<(Option<u64>, u64)>, u64) {
+    pub(crate) fn snapshot(&self) -> (Vec<(Option<u64>, u64)>, u64) {
         let mut acc = 0;
         let buckets = self
             .counts
@@ -162,15 +162,15 @@ impl Histogram {
 }
 
 /// Request duration bucket bounds, microseconds.
-pub const DURATION_BOUNDS_US: &[u64] = &[
+const DURATION_BOUNDS_US: &[u64] = &[
     250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
     2_500_000, 5_000_000, 10_000_000, 30_000_000,
 ];
 /// Minted token size bucket bounds, bytes (a default token is about 330; a 256-byte user,
 /// issuer and audience take it past 1 KiB).
-pub const TOKEN_BYTES_BOUNDS: &[u64] = &[256, 320, 384, 448, 512, 768, 1_024, 1_536, 2_048, 4_096];
+const TOKEN_BYTES_BOUNDS: &[u64] = &[256, 320, 384, 448, 512, 768, 1_024, 1_536, 2_048, 4_096];
 /// Signing duration bucket bounds, nanoseconds.
-pub const SIGNING_BOUNDS_NS: &[u64] = &[
+const SIGNING_BOUNDS_NS: &[u64] = &[
     500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000,
 ];
 
@@ -183,7 +183,7 @@ struct Ring {
 }
 
 pub struct Stats {
-    pub started_at: SystemTime,
+    pub(crate) started_at: SystemTime,
     started: Instant,
     pub requests: AtomicU64,
     outcomes: [AtomicU64; 4],
@@ -194,17 +194,17 @@ pub struct Stats {
     counters: [AtomicU64; COUNTERS.len()],
     pub in_flight: AtomicU64,
     /// Client connections open now (the drain waits for this to reach 0).
-    pub open_connections: AtomicU64,
+    pub(crate) open_connections: AtomicU64,
     /// Connections with part of a request head received (a drain lets them finish it).
-    pub heads_in_progress: AtomicU64,
+    pub(crate) heads_in_progress: AtomicU64,
     /// A stop or upgrade has begun: listeners closed, `/readyz` says 503.
     pub draining: AtomicBool,
     /// SIGTERM arrived: `/readyz` says 503 while the listeners stay open for
     /// `SHUTDOWN_DELAY_SECS`, then the drain begins.
     pub stopping: AtomicBool,
-    pub request_duration_us: Histogram,
-    pub signing_duration_ns: Histogram,
-    pub token_bytes: Histogram,
+    pub(crate) request_duration_us: Histogram,
+    pub(crate) signing_duration_ns: Histogram,
+    pub(crate) token_bytes: Histogram,
     recent: Mutex<Ring>,
     recent_cap: usize,
     recent_budget: usize,
@@ -269,7 +269,7 @@ impl Stats {
 
     /// Count a finished request and keep its record (building the record happens outside the
     /// lock; the critical section is one push and a few pops).
-    pub fn request_finished(&self, record: Record) {
+    pub(crate) fn request_finished(&self, record: Record) {
         self.in_flight.fetch_sub(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
         self.outcomes[record.outcome() as usize].fetch_add(1, Relaxed);
@@ -302,7 +302,7 @@ impl Stats {
 
     /// `(outcome, reason, count)`: each reason under its own outcome, zero included (so that
     /// rates work from the start), grouped by outcome.
-    pub fn decision_counts(&self) -> Vec<(Outcome, &'static ReasonInfo, u64)> {
+    pub(crate) fn decision_counts(&self) -> Vec<(Outcome, &'static ReasonInfo, u64)> {
         let mut out = Vec::new();
         for o in OUTCOMES {
             for info in REASONS.iter().filter(|i| i.outcome == o) {
@@ -313,7 +313,7 @@ impl Stats {
     }
 
     /// `(status, count)` for every status seen.
-    pub fn status_counts(&self) -> Vec<(u16, u64)> {
+    pub(crate) fn status_counts(&self) -> Vec<(u16, u64)> {
         self.by_status
             .iter()
             .enumerate()
@@ -334,7 +334,7 @@ impl Stats {
     }
 
     /// `(records, bytes)` held by the recent-requests ring.
-    pub fn recent_usage(&self) -> (usize, usize) {
+    pub(crate) fn recent_usage(&self) -> (usize, usize) {
         let ring = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         (ring.records.len(), ring.bytes)
     }

@@ -146,7 +146,7 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
 }
 
 /// Where the public keys are published.
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// `If-None-Match` lists `etag` (or is `*`); weak tags compare equal (RFC 9110 §13.1.2).
 fn matches_etag(if_none_match: &[u8], etag: &str) -> bool {

@@ -494,7 +494,7 @@ fn plain(v: &Value) -> String {
 }
 
 /// HTML-escape text for element content and quoted attributes.
-pub fn esc(s: &str) -> String {
+fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -37,7 +37,7 @@ impl Minute {
 /// One minute of the chart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
-    pub start_unix_ms: u64,
+    pub(crate) start_unix_ms: u64,
     /// Seconds of this minute that have passed (60, less for the current one).
     pub seconds: f64,
     pub requests: u64,
@@ -46,17 +46,17 @@ pub struct Point {
     /// Upstream errors (502/504) and failures (no answer, drain cut).
     pub errors: u64,
     /// Estimated from the latency buckets; `None` without requests.
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
 }
 
 impl Point {
-    pub fn rate_per_sec(&self) -> f64 {
+    pub(crate) fn rate_per_sec(&self) -> f64 {
         self.requests as f64 / self.seconds.max(1.0)
     }
 
     /// Errors as a percentage of requests (0 without requests).
-    pub fn error_percent(&self) -> f64 {
+    pub(crate) fn error_percent(&self) -> f64 {
         if self.requests == 0 {
             0.0
         } else {

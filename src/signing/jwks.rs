@@ -33,7 +33,7 @@ impl Jwks {
 /// A JWK read back from a saved state, rebuilt from its public members only (a state file is
 /// not trusted to hold only what this process wrote): `None` unless it is an Ed25519 or P-256
 /// public key for this kid and algorithm.
-pub fn public_jwk(jwk: &Value, kid: &str, alg: &str, fingerprint: &str) -> Option<Value> {
+pub(crate) fn public_jwk(jwk: &Value, kid: &str, alg: &str, fingerprint: &str) -> Option<Value> {
     let text = |k: &str| {
         jwk[k].as_str().filter(|v| {
             v.len() <= 128

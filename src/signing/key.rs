@@ -16,10 +16,10 @@ use crate::os::{read_regular_file, refuse_blank, MAX_KEY_FILE_BYTES};
 pub const DEMO_SECRET: &str = "a9ddbcaba8c0ac1a0a812dc0c2f08514b23f2db0a68343cb8199ebb38a6d91e4ebfb378e22ad39c2d01d0b4ec9c34aa91056862ddace3fbbd6852ee60c36acbf";
 
 /// Shortest signing key: HS512 needs a key at least as long as its hash (RFC 7518 §3.2).
-pub const MIN_SIGNING_KEY_BYTES: usize = 64;
+pub(crate) const MIN_SIGNING_KEY_BYTES: usize = 64;
 
 /// Shortest key for verifying inbound bearer tokens: HS256's minimum (RFC 7518 §3.2).
-pub const MIN_BEARER_KEY_BYTES: usize = 32;
+pub(crate) const MIN_BEARER_KEY_BYTES: usize = 32;
 
 /// How the configured secret text is turned into key bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,11 @@ impl Key {
     }
 
     /// [`Key::from_file`] for a file already read (`text`), e.g. one a keyset names.
-    pub fn from_text_file(path: &Path, text: &str, encoding: KeyEncoding) -> Result<Key, String> {
+    pub(crate) fn from_text_file(
+        path: &Path,
+        text: &str,
+        encoding: KeyEncoding,
+    ) -> Result<Key, String> {
         refuse_blank(path, text)?;
         let text = match encoding {
             KeyEncoding::Text => text
@@ -158,7 +162,7 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// First 16 hex digits of SHA-256 of `bytes`.
-pub fn fingerprint_of(bytes: &[u8]) -> String {
+pub(crate) fn fingerprint_of(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -190,7 +194,7 @@ impl Alg {
     }
 
     /// A public key can be published (HMAC keys are secrets).
-    pub fn is_asymmetric(self) -> bool {
+    pub(crate) fn is_asymmetric(self) -> bool {
         self != Alg::Hs512
     }
 
@@ -242,7 +246,7 @@ impl PrivateKey {
 
     /// An asymmetric private key from PEM (PKCS#8, `-----BEGIN PRIVATE KEY-----`). The error says
     /// what is wrong, never the key.
-    pub fn from_pem(alg: Alg, pem: &str) -> Result<PrivateKey, String> {
+    pub(crate) fn from_pem(alg: Alg, pem: &str) -> Result<PrivateKey, String> {
         use ed25519_dalek::pkcs8::DecodePrivateKey as _;
         let bad = |e: &dyn fmt::Display| format!("is not a PEM PKCS#8 {alg} private key ({e})");
         match alg {
@@ -276,7 +280,7 @@ impl PrivateKey {
     }
 
     /// The text of a key file for this key: PEM PKCS#8, or hex for an HMAC secret.
-    pub fn to_file_text(&self) -> String {
+    pub(crate) fn to_file_text(&self) -> String {
         use ed25519_dalek::pkcs8::EncodePrivateKey as _;
         let lf = ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF;
         match self {
@@ -320,7 +324,7 @@ impl PrivateKey {
 
     /// The public JWK (RFC 7517; OKP per RFC 8037, EC per RFC 7518 §6.2), or `None` for an
     /// HMAC secret, which is never published.
-    pub fn public_jwk(&self, kid: &str) -> Option<Value> {
+    pub(crate) fn public_jwk(&self, kid: &str) -> Option<Value> {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         let public = self.public_bytes()?;
         let mut jwk = match self {

@@ -24,9 +24,9 @@ use crate::os::{read_regular_file, MAX_KEY_FILE_BYTES};
 use crate::signing::key::{Alg, Key, KeyEncoding, PrivateKey, MIN_SIGNING_KEY_BYTES};
 
 /// Longest `kid`.
-pub const MAX_KID_LEN: usize = 64;
+const MAX_KID_LEN: usize = 64;
 /// Most keys in one set (a keyset is a handful of keys; this bounds what a reload can hold).
-pub const MAX_KEYS: usize = 32;
+const MAX_KEYS: usize = 32;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,7 +137,7 @@ fn without_values(message: &str) -> String {
 
 /// A `kid` we accept: 1 to 64 printable ASCII characters, no quotes or backslashes (it goes in
 /// headers, JSON and log lines as it is).
-pub fn check_kid(kid: &str) -> Result<(), String> {
+pub(crate) fn check_kid(kid: &str) -> Result<(), String> {
     if kid.is_empty() || kid.len() > MAX_KID_LEN {
         return Err(format!("kid must be 1 to {MAX_KID_LEN} characters"));
     }

@@ -17,7 +17,7 @@ use crate::signing::ring::KeyRing;
 use crate::signing::KeyConfig;
 
 /// How often the keyset's files are checked for changes.
-pub const POLL_EVERY: Duration = Duration::from_millis(500);
+pub(crate) const POLL_EVERY: Duration = Duration::from_millis(500);
 
 /// The last reload that failed: when (Unix ms) and why (names files and entries, never
 /// key material).
@@ -163,7 +163,7 @@ impl LiveKeys {
     /// Apply what the keyset file holds now if it differs from the set last applied: the
     /// watcher's first step, for a change made between start-up's read and the watcher's start
     /// (during an upgrade's hand-over, say), which no later poll would see as a change.
-    pub fn catch_up(&self, now: u64) {
+    pub(crate) fn catch_up(&self, now: u64) {
         let Some(path) = &self.path else {
             return;
         };

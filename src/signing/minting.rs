@@ -237,7 +237,7 @@ fn write_claims(
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time, without allocating.
-pub fn utc_date(unix_secs: u64) -> [u8; 10] {
+fn utc_date(unix_secs: u64) -> [u8; 10] {
     // Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
     let z = (unix_secs / 86_400) as i64 + 719_468;
     let era = z.div_euclid(146_097);

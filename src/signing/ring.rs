@@ -21,7 +21,7 @@ use crate::signing::minting::{Minter, TokenSettings};
 
 /// Verifiers' clock leeway added to the TTL before a removed key is dropped (the default of
 /// common JWT libraries, e.g. 60 s in jsonwebtoken).
-pub const RETIRE_LEEWAY_SECS: u64 = 60;
+pub(crate) const RETIRE_LEEWAY_SECS: u64 = 60;
 
 /// Version of the saved state's format.
 const STATE_VERSION: u64 = 1;
@@ -182,7 +182,7 @@ impl KeyRing {
     }
 
     /// The minter of the key that signs at `now` (Unix ms).
-    pub fn minter_at(&self, now: u64) -> &Minter {
+    pub(crate) fn minter_at(&self, now: u64) -> &Minter {
         let i = self.signer_index(now);
         match (&self.held[i].minter, &self.held[self.wanted].minter) {
             (Some(m), _) | (None, Some(m)) => m,
@@ -192,7 +192,7 @@ impl KeyRing {
     }
 
     /// The kid that signs at `now`.
-    pub fn signer_at(&self, now: u64) -> &str {
+    pub(crate) fn signer_at(&self, now: u64) -> &str {
         &self.held[self.signer_index(now)].kid
     }
 
@@ -297,7 +297,7 @@ impl KeyRing {
 
     /// The ring without the retiring keys whose time is up at `now`, if any are; `None` when
     /// nothing changes.
-    pub fn prune(&self, now: u64) -> Option<KeyRing> {
+    pub(crate) fn prune(&self, now: u64) -> Option<KeyRing> {
         let signer = self.signer_index(now);
         let expired = |i: usize, h: &Held| i != signer && h.drop_at.is_some_and(|d| d <= now);
         if !self.held.iter().enumerate().any(|(i, h)| expired(i, h)) {

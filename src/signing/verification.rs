@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::signing::key::{Alg, Key};
 
 /// Inbound bearer tokens larger than this are refused before any parsing.
-pub const MAX_BEARER_BYTES: usize = 8 * 1024;
+const MAX_BEARER_BYTES: usize = 8 * 1024;
 
 /// Why an inbound bearer token was refused (each is a 401, except `BadUserClaim`: 400).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,14 +175,14 @@ impl fmt::Display for VerifyError {
 
 impl TokenVerifier {
     /// A verifier with a shared HS512 secret.
-    pub fn with_secret(mut self, key: &Key) -> TokenVerifier {
+    pub(crate) fn with_secret(mut self, key: &Key) -> TokenVerifier {
         self.secret = DecodingKey::from_secret(key.bytes()).ok();
         self
     }
 
     /// Adds the public keys of a JWKS document (entries without a usable `kid`/`alg` are
     /// skipped); returns the kids taken.
-    pub fn add_jwks(&mut self, jwks: &JwkSet) -> Vec<String> {
+    fn add_jwks(&mut self, jwks: &JwkSet) -> Vec<String> {
         let mut taken = Vec::new();
         for jwk in &jwks.keys {
             let kid = jwk.common.key_id.clone();
@@ -202,7 +202,7 @@ impl TokenVerifier {
     }
 
     /// The JWKS document at `text` as a verifier's keys.
-    pub fn from_jwks_text(text: &str) -> Result<TokenVerifier, String> {
+    pub(crate) fn from_jwks_text(text: &str) -> Result<TokenVerifier, String> {
         let set: JwkSet =
             serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
         let mut v = TokenVerifier::default();

@@ -23,7 +23,7 @@ use crate::tools::jwks_client::JwksVerifier;
 use crate::TOKEN_HEADER;
 
 /// Bodies larger than this are refused with 413.
-pub const MAX_ECHO_BODY: usize = 16 * 1024 * 1024;
+const MAX_ECHO_BODY: usize = 16 * 1024 * 1024;
 const MAX_DELAY_MS: u64 = 60_000;
 
 pub struct EchoApp {

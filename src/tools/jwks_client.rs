@@ -13,7 +13,7 @@ use crate::signing::key::Key;
 use crate::signing::verification::{TokenVerifier, VerifyError};
 
 /// Fewest seconds between two fetches of the JWKS (a flood of unknown kids costs one per second).
-pub const MIN_REFETCH: Duration = Duration::from_secs(1);
+const MIN_REFETCH: Duration = Duration::from_secs(1);
 /// Largest JWKS document read.
 const MAX_JWKS_BYTES: u64 = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
