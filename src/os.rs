@@ -62,11 +62,76 @@ pub fn private_dir(dir: &Path, uid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// What the command line asks for before Pingora parses it.
+/// Why a secret file could not be read. Its text names the file and what to do, never the
+/// file's contents; callers that only show it take it as a `String`.
+#[derive(Debug)]
+pub enum FileError {
+    /// Opening or reading failed; `hint` says what to do about a permission error.
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+        hint: String,
+    },
+    /// A FIFO, a device or a directory: refused, never waited on.
+    NotRegular(PathBuf),
+    /// Opened by its path yet linked nowhere: a bind mount of a file since replaced.
+    Replaced(PathBuf),
+    TooLarge(PathBuf, u64),
+    /// Empty (`true`) or only whitespace.
+    Blank(PathBuf, bool),
+}
+
+impl FileError {
+    /// No such file (a state file that was never written, say).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FileError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::Io { path, error, hint } => {
+                write!(f, "cannot read {}: {error}{hint}", path.display())
+            }
+            FileError::NotRegular(path) => {
+                write!(f, "cannot read {}: not a regular file", path.display())
+            }
+            FileError::Replaced(path) => write!(
+                f,
+                "cannot read {}: the file was replaced or deleted after it was mounted (link \
+                 count 0), so this is the old contents: write the new contents into the same \
+                 file (`cat NEW > FILE`, not `mv`), or recreate the container",
+                path.display()
+            ),
+            FileError::TooLarge(path, max) => {
+                write!(f, "{} is larger than {max} bytes", path.display())
+            }
+            FileError::Blank(path, empty) => write!(
+                f,
+                "{} is {}",
+                path.display(),
+                if *empty {
+                    "empty"
+                } else {
+                    "blank (only whitespace)"
+                }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+impl From<FileError> for String {
+    fn from(e: FileError) -> String {
+        e.to_string()
+    }
+}
 
 /// The text of a secrets file (a key or a token). Empty or whitespace-only files are refused:
 /// a secret that is not there must not read as one.
-pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, FileError> {
     let text = read_regular_file(path, MAX_KEY_FILE_BYTES)?;
     refuse_blank(path, &text)?;
     Ok(text)
@@ -101,54 +166,43 @@ pub(crate) const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// The text of a regular file of at most `max` bytes: the one way key material is read. A FIFO,
 /// a device or a directory is refused, never waited on (opened non-blocking, then checked); the
 /// error names the file, never its contents.
-pub(crate) fn read_regular_file(path: &Path, max: u64) -> Result<String, String> {
+pub(crate) fn read_regular_file(path: &Path, max: u64) -> Result<String, FileError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: &dyn fmt::Display| format!("cannot read {}: {e}", path.display());
+    let io = |error: std::io::Error| FileError::Io {
+        path: path.to_path_buf(),
+        hint: match error.kind() {
+            std::io::ErrorKind::PermissionDenied => permission_hint(path),
+            _ => String::new(),
+        },
+        error,
+    };
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                format!("{}{}", cannot(&e), permission_hint(path))
-            }
-            _ => cannot(&e),
-        })?;
-    let meta = f.metadata().map_err(|e| cannot(&e))?;
+        .map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
     if !meta.is_file() {
-        return Err(cannot(&"not a regular file"));
+        return Err(FileError::NotRegular(path.to_path_buf()));
     }
     // Opened by its path yet linked nowhere: a bind mount (a compose secret) of a file that was
     // since replaced on the host, by a rename or a delete. Its contents are the old key.
     if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
-        return Err(cannot(
-            &"the file was replaced or deleted after it was mounted (link count 0), so this is \
-              the old contents: write the new contents into the same file (`cat NEW > FILE`, \
-              not `mv`), or recreate the container",
-        ));
+        return Err(FileError::Replaced(path.to_path_buf()));
     }
     let mut text = String::new();
-    f.take(max + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| cannot(&e))?;
+    f.take(max + 1).read_to_string(&mut text).map_err(io)?;
     if text.len() as u64 > max {
-        return Err(format!("{} is larger than {max} bytes", path.display()));
+        return Err(FileError::TooLarge(path.to_path_buf(), max));
     }
     Ok(text)
 }
 
-pub fn refuse_blank(path: &Path, text: &str) -> Result<(), String> {
+/// An empty or whitespace-only secret is an error, never a secret.
+pub fn refuse_blank(path: &Path, text: &str) -> Result<(), FileError> {
     if text.trim().is_empty() {
-        return Err(format!(
-            "{} is {}",
-            path.display(),
-            if text.is_empty() {
-                "empty"
-            } else {
-                "blank (only whitespace)"
-            }
-        ));
+        return Err(FileError::Blank(path.to_path_buf(), text.is_empty()));
     }
     Ok(())
 }

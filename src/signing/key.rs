@@ -434,9 +434,9 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // No writer ever opens it: a blocking open would hang here.
-        let e = read_regular_file(&fifo, 1024).unwrap_err();
+        let e = read_regular_file(&fifo, 1024).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
-        let e = read_regular_file(&dir, 1024).unwrap_err();
+        let e = read_regular_file(&dir, 1024).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
         let e = Key::from_file(&fifo, KeyEncoding::Text).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
@@ -444,6 +444,7 @@ mod tests {
         std::fs::write(&big, vec![b'a'; 2048]).unwrap();
         assert!(read_regular_file(&big, 1024)
             .unwrap_err()
+            .to_string()
             .contains("larger than 1024"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -156,7 +156,7 @@ pub(crate) fn check_kid(kid: &str) -> Result<(), String> {
 /// Load the keyset at `path` from disk (the one loader: regular files only, bounded in size;
 /// errors name the file, never its contents).
 pub fn load(path: &Path) -> Result<Keyset, String> {
-    let read = |p: &Path| read_regular_file(p, MAX_KEY_FILE_BYTES);
+    let read = |p: &Path| read_regular_file(p, MAX_KEY_FILE_BYTES).map_err(String::from);
     parse(path, &read(path)?, &read)
 }
 

@@ -266,8 +266,9 @@ fn read_state(p: &Path, keyset: &Path) -> Result<Option<serde_json::Value>, Stri
     };
     let text = match crate::os::read_regular_file(p, crate::os::MAX_KEY_FILE_BYTES) {
         Ok(t) => t,
-        Err(_) if !p.exists() && p.symlink_metadata().is_err() => return Ok(None),
-        Err(e) => return Err(damaged(e)),
+        // Not there (a dangling link is: it is damaged).
+        Err(e) if e.is_not_found() && p.symlink_metadata().is_err() => return Ok(None),
+        Err(e) => return Err(damaged(e.to_string())),
     };
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
     // Named after the keyset's path: a state for another path is not one this process wrote.
