@@ -24,7 +24,8 @@ use jwt_proxy::http::upstream::{Refresher, Upstream};
 use jwt_proxy::observe::access_log::AccessLog;
 use jwt_proxy::observe::stats::Stats;
 use jwt_proxy::observe::status::{Info, StatusApp};
-use jwt_proxy::signing::live::{self, LiveKeys};
+use jwt_proxy::signing::live::LiveKeys;
+use jwt_proxy::signing::state;
 use jwt_proxy::signing::watcher::KeyWatcher;
 
 // glibc malloc showed up at ~13% of the proxy's CPU in profiles; mimalloc is cheaper per call.
@@ -113,7 +114,7 @@ fn live_keys(config: &Config, stats: &Arc<Stats>) -> Result<Arc<LiveKeys>, Strin
         .keys
         .path
         .as_ref()
-        .map(|k| live::state_path(Path::new(&config.server.pid_file), k));
+        .map(|k| state::state_path(Path::new(&config.server.pid_file), k));
     LiveKeys::new(&config.keys, &config.token, state_path, stats.clone())
         .map(Arc::new)
         .map_err(|e| e.to_string())

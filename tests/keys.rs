@@ -717,7 +717,7 @@ fn a_new_process_resumes_the_keys_in_use() {
         .lines()
         .find_map(|l| l.strip_prefix("pid_file=").map(str::to_string))
         .unwrap();
-    let state = jwt_proxy::signing::live::state_path(Path::new(&pid_file), &path);
+    let state = jwt_proxy::signing::state::state_path(Path::new(&pid_file), &path);
     let good = std::fs::read_to_string(&state).expect("the state file exists");
     assert!(
         good.contains("\"old\"") && !good.contains("PRIVATE"),

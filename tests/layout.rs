@@ -179,7 +179,8 @@ fn the_bottom_layer_imports_nothing_of_the_crate() {
     }
     // The pure signing core stays below the request path and the status service.
     for (m, deps) in &g {
-        if m.starts_with("signing") && m != "signing::live" && m != "signing::watcher" {
+        if m.starts_with("signing") && !["signing::live", "signing::watcher"].contains(&m.as_str())
+        {
             for d in deps {
                 assert!(
                     !["http", "conn", "observe", "config", "tools"]

@@ -14,6 +14,7 @@ use crate::signing::jwks::Jwks;
 use crate::signing::keyset::{self, Keyset};
 use crate::signing::minting::{Jti, Minted, TokenSettings};
 use crate::signing::ring::KeyRing;
+use crate::signing::state::{read_state, write_private};
 use crate::signing::KeyConfig;
 
 /// How often the keyset's files are checked for changes.
@@ -46,17 +47,6 @@ impl std::fmt::Debug for LiveKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LiveKeys({:?}, from {:?})", self.ring(), self.path)
     }
-}
-
-/// The state file of the keyset at `keyset` for the process whose pid file is `pid_file`: in
-/// the same private directory, named after the keyset's path (two keysets never share one).
-pub fn state_path(pid_file: &Path, keyset: &Path) -> PathBuf {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(keyset.as_os_str().as_encoded_bytes());
-    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-    let mut name = pid_file.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".keys-{tag}"));
-    pid_file.with_file_name(name)
 }
 
 impl LiveKeys {
@@ -252,44 +242,4 @@ fn stat_line(p: &std::path::Path) -> String {
         ),
         Err(e) => format!("{}: {e}", p.display()),
     }
-}
-
-/// The saved state at `p` if there is one for `keyset`; `None` if there is none. A state file
-/// that cannot be read is an error (failing closed: see `KeyRing::resume`).
-fn read_state(p: &Path, keyset: &Path) -> Result<Option<serde_json::Value>, String> {
-    let damaged = |why: String| {
-        format!(
-            "the state of the keys in use ({}) cannot be read: {why}; remove it to start with \
-             every key published from now",
-            p.display()
-        )
-    };
-    let text = match crate::os::read_regular_file(p, crate::os::MAX_KEY_FILE_BYTES) {
-        Ok(t) => t,
-        // Not there (a dangling link is: it is damaged).
-        Err(e) if e.is_not_found() && p.symlink_metadata().is_err() => return Ok(None),
-        Err(e) => return Err(damaged(e.to_string())),
-    };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
-    // Named after the keyset's path: a state for another path is not one this process wrote.
-    if v["keyset"].as_str() != Some(&keyset.display().to_string()) {
-        return Err(damaged("it is the state of another keyset".into()));
-    }
-    Ok(Some(v))
-}
-
-/// Replace `p` whole with `bytes`, mode 0600 (a reader sees the old file or the new).
-fn write_private(p: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = p.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, p)
 }

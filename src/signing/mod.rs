@@ -8,6 +8,7 @@ pub mod keyset;
 pub mod live;
 pub mod minting;
 pub mod ring;
+pub mod state;
 pub mod verification;
 pub mod watcher;
 
