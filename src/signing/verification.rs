@@ -277,10 +277,7 @@ mod tests {
             ttl_secs: Some(60),
             ..Default::default()
         });
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = crate::clock::unix_ms() / 1000;
         let minted = m.mint("alice", now, &Jti::random());
         let v = BearerVerifier::new(&Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap());
         // Our tokens carry the user inside `payload`, not as a top-level claim.
