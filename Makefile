@@ -18,11 +18,15 @@ deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq cmake >/dev/null; }
 
-# What only the tests need: headless Chromium for the status-page browser test, HAProxy
+# What only the tests need: curl, headless Chromium for the status-page browser test, HAProxy
 # for the rolling restart behind a balancer (tests/balancer.rs runs /usr/sbin/haproxy, which is
 # not on a non-root user's PATH: hence the path, not `command -v`), and a container engine for
 # tests/container.rs (podman, where no Docker engine answers; see scripts/container.sh).
 test-deps: deps
+	@command -v curl >/dev/null 2>&1 || { \
+	  echo "installing curl (a client of the hostile-input tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq curl >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium (the status-page browser test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

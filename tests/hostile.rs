@@ -706,6 +706,66 @@ fn json_identity_attacks_are_refused_and_never_forwarded() {
     assert_eq!(echo.received(), 1);
 }
 
+/// A client's `Connection` cannot make Pingora drop a header we set or read the identity from
+/// (found by an outside attack: `Connection: x-user` got a token for the user while the upstream
+/// never saw the header): 400 `bad_request`, counted, nothing forwarded.
+#[test]
+fn a_connection_header_naming_a_header_we_set_is_refused() {
+    let (echo, proxy) = start_stack(&[]);
+    let before = status_json(&proxy)["decisions"].clone();
+    let url = format!("http://{}/", proxy.addr);
+    for conn in [
+        "x-user",
+        "close, X-User",
+        "x-my-jwt",
+        "x-real-ip",
+        "content-length",
+    ] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                "--data",
+                "{}",
+            ])
+            .args([
+                "-H",
+                "x-user: bob",
+                "-H",
+                &format!("Connection: {conn}"),
+                &url,
+            ])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        assert_eq!(code, "400", "{conn}: {text}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"], "bad_request", "{conn}");
+    }
+    assert_eq!(echo.received(), 0, "nothing went upstream");
+    let count = |d: &serde_json::Value| {
+        d.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["reason"] == "bad_request")
+            .map_or(0, |r| r["count"].as_u64().unwrap())
+    };
+    assert_eq!(count(&status_json(&proxy)["decisions"]) - count(&before), 5);
+    // A Connection header naming only itself, or another header, is served as before.
+    let (s, _) = answer(
+        proxy.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nx-user: bob\r\nConnection: x-other, close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(s, 200);
+    assert_eq!(echo.received(), 1);
+}
+
 #[test]
 fn header_identity_attacks_are_refused_and_never_forwarded() {
     let (echo, proxy) = start_stack(&[]);

@@ -21,8 +21,8 @@ use std::time::Duration;
 use ::pingora::server::configuration::ServerConf;
 
 pub use error::{About, ConfigError};
-use settings::DEFAULT_CONF_PATH;
 pub use settings::{Setting, SETTINGS};
+use settings::{DEFAULT_CONF_PATH, MAX_CONFIG_FILE_BYTES};
 pub use upstream_url::UpstreamUrl;
 
 use self::pingora::server_conf;
@@ -95,8 +95,9 @@ impl Config {
         let default = Path::new(DEFAULT_CONF_PATH);
         let path = path.or_else(|| default.exists().then_some(default));
         let yaml = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| key_err("-c", format!("cannot read {}: {e}", p.display())))?,
+            // The one hardened reader: a FIFO is refused, not waited on; the size is bounded.
+            Some(p) => crate::os::read_regular_file(p, MAX_CONFIG_FILE_BYTES)
+                .map_err(|e| key_err("-c", e.to_string()))?,
             None => String::new(),
         };
         Config::from_yaml(&yaml, env).map_err(|mut e| {
@@ -645,6 +646,29 @@ mod tests {
                 ("MAX_UPSTREAM_HEADER_BYTES", "1024"),
             ],
         );
+    }
+
+    /// Found by an outside attack: `-c` naming a FIFO hung `jwt-proxy -t`, and a 50 MB file
+    /// was read whole.
+    #[test]
+    fn the_configuration_file_is_a_bounded_regular_file() {
+        let dir = scratch("conf-fifo");
+        let fifo = dir.join("fifo.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let env = with_env(&[]);
+        // No writer ever opens it: a blocking open would hang here.
+        let e = Config::load(Some(&fifo), &env).unwrap_err();
+        assert_eq!(e.setting(), "-c");
+        assert!(e.problem.contains("not a regular file"), "{e}");
+        let big = dir.join("big.yaml");
+        std::fs::write(&big, "#".repeat(MAX_CONFIG_FILE_BYTES as usize + 1)).unwrap();
+        let e = Config::load(Some(&big), &env).unwrap_err();
+        assert!(e.problem.contains("larger than"), "{e}");
+        let e = Config::load(Some(&dir.join("missing.yaml")), &env).unwrap_err();
+        assert!(e.problem.starts_with("cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -80,6 +80,9 @@ user-agent,accept,accept-encoding,host,transfer-encoding,expect";
 /// `USER_DEFAULT` value (besides the empty YAML string) that makes identity required.
 pub(crate) const USER_DEFAULT_NONE: &str = "none";
 
+/// Largest configuration file read (the stock one is a few KiB).
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Longest `SHUTDOWN_DELAY_SECS` (a balancer needs a few probe intervals, not minutes).
 pub(crate) const MAX_SHUTDOWN_DELAY_SECS: u64 = 300;
 

@@ -12,6 +12,7 @@ pub(crate) fn head_refusal(
     req: &RequestHeader,
     raw_head: &[u8],
     max_head_bytes: usize,
+    owned: &[String],
 ) -> Option<ErrorReply> {
     if raw_head.len() > max_head_bytes {
         return Some(reply::HEADERS_TOO_LARGE);
@@ -22,7 +23,30 @@ pub(crate) fn head_refusal(
     if !is_origin_form(req) {
         return Some(reply::INVALID_TARGET);
     }
-    framing_problem(req, raw_head).map(|problem| reply::INVALID_FRAMING.because(problem))
+    if let Some(problem) = framing_problem(req, raw_head) {
+        return Some(reply::INVALID_FRAMING.because(problem));
+    }
+    nominates_protected(req, owned).then_some(
+        reply::BAD_REQUEST
+            .because("the Connection header names a header the proxy sets or frames by"),
+    )
+}
+
+/// The client's `Connection` names a header we set (`owned`: our token, the forwarding headers,
+/// the identity header) or frame by (`Content-Length`). Pingora would drop a nominated header
+/// before the request goes upstream, after the identity was read from it: the upstream would get
+/// a token for a user whose header it never saw. Pingora itself refuses `Connection: host` and
+/// the `X-Forwarded-*` names the same way.
+fn nominates_protected(req: &RequestHeader, owned: &[String]) -> bool {
+    req.headers.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|token| {
+            let token = token.trim_ascii();
+            token.eq_ignore_ascii_case(b"content-length")
+                || owned
+                    .iter()
+                    .any(|o| token.eq_ignore_ascii_case(o.as_bytes()))
+        })
+    })
 }
 
 /// A target in origin form (`/path?query`): not `http://host/…` (absolute form, which would
@@ -141,6 +165,30 @@ pub(crate) fn response_head_len(resp: &ResponseHeader) -> usize {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_connection_header_naming_a_header_we_set_is_refused() {
+        let owned = ["x-my-jwt".to_string(), "x-user".to_string()];
+        let with = |conn: &str| {
+            let (req, raw) = head(
+                http::Version::HTTP_11,
+                &[("host", "h"), ("connection", conn)],
+            );
+            head_refusal(&req, &raw, 65536, &owned)
+        };
+        for conn in [
+            "x-user",
+            "close, X-User",
+            "keep-alive,x-my-jwt",
+            "Content-Length",
+        ] {
+            let r = with(conn).unwrap_or_else(|| panic!("{conn}: not refused"));
+            assert_eq!((r.status, r.code()), (400, "bad_request"), "{conn}");
+        }
+        for conn in ["close", "keep-alive", "x-other", "x-user-agent"] {
+            assert_eq!(with(conn), None, "{conn}");
+        }
+    }
+
     /// A parsed head and the raw bytes it came from.
     fn head(version: http::Version, headers: &[(&str, &str)]) -> (RequestHeader, Vec<u8>) {
         let mut req = RequestHeader::build("POST", b"/", None).expect("request");
@@ -235,14 +283,14 @@ mod tests {
             req.set_version(http::Version::HTTP_10);
             let raw = format!("POST {target} HTTP/1.0\r\n\r\n");
             assert_eq!(
-                head_refusal(&req, raw.as_bytes(), 1024).is_none(),
+                head_refusal(&req, raw.as_bytes(), 1024, &[]).is_none(),
                 ok,
                 "{target}"
             );
         }
         let req = RequestHeader::build("POST", b"/", None).expect("request");
         assert_eq!(
-            head_refusal(&req, &[b'x'; 2000], 1024),
+            head_refusal(&req, &[b'x'; 2000], 1024, &[]),
             Some(reply::HEADERS_TOO_LARGE)
         );
     }

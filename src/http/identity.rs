@@ -207,9 +207,6 @@ pub fn from_bearer<'a>(
     let token =
         std::str::from_utf8(token).map_err(|_| Rejection::Bearer(BearerError::Malformed))?;
     let user = verifier.verify(token).map_err(Rejection::Bearer)?;
-    if user.is_empty() {
-        return Ok(None);
-    }
     check_user(&user)?;
     Ok(Some(user))
 }

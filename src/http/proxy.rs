@@ -362,7 +362,12 @@ impl ProxyHttp for JwtProxy {
             .keys()
             .any(|k| k == TOKEN_HEADER || forwarding::is_alias_of(k.as_str(), TOKEN_HEADER));
         let raw = raw_head(session).unwrap_or_default();
-        let refused_head = head_refusal(session.req_header(), &raw, self.max_header_bytes);
+        let refused_head = head_refusal(
+            session.req_header(),
+            &raw,
+            self.max_header_bytes,
+            &self.owned_headers,
+        );
         ctx.wire_len = wire_body_len(session.req_header()).map(|body| raw.len() as u64 + body);
         // A refused head's headers are not kept: its size and the reason explain it.
         let record = self.start_record(session, ctx, raw.len(), refused_head.is_none());

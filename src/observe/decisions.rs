@@ -94,7 +94,7 @@ pub(crate) const REASONS: &[ReasonInfo] = &[
     r(Reason::MethodNotAllowed, "method_not_allowed", Some(405), Rejected, "not a POST"),
     r(Reason::BodyTooLarge, "body_too_large", Some(413), Rejected, "body over MAX_BODY_BYTES"),
     r(Reason::HeadersTooLarge, "headers_too_large", Some(431), Rejected, "request head over MAX_HEADER_BYTES"),
-    r(Reason::InvalidFraming, "invalid_framing", Some(400), Rejected, "ambiguous body framing: Content-Length with Transfer-Encoding, repeated or bad lengths, an upgrade"),
+    r(Reason::InvalidFraming, "invalid_framing", Some(400), Rejected, "ambiguous body framing: Content-Length with Transfer-Encoding, repeated or bad lengths, HTTP/1.1 without Host"),
     r(Reason::InvalidTarget, "invalid_target", Some(400), Rejected, "the request target is not a path (absolute URL, *)"),
     r(Reason::BadRequest, "bad_request", Some(400), Rejected, "the request could not be read, e.g. a bad chunk or a protected hop-by-hop header"),
     r(Reason::RequestTimeout, "request_timeout", Some(408), Rejected, "the body did not arrive within CLIENT_BODY_TIMEOUT_MS"),

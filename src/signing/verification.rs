@@ -81,7 +81,8 @@ impl BearerVerifier {
         }
     }
 
-    /// The user a valid token names: its `user` claim, else its `sub`.
+    /// The user a valid token names: its `user` claim, else its `sub` (an empty one names no
+    /// one).
     pub fn verify(&self, token: &str) -> Result<String, BearerError> {
         use jsonwebtoken::errors::ErrorKind as K;
         if token.len() > MAX_BEARER_BYTES {
@@ -106,7 +107,10 @@ impl BearerVerifier {
         if !claims_utf8 {
             return Err(BearerError::Malformed);
         }
-        match data.claims.user.or(data.claims.sub) {
+        // An empty `user` names no user: `sub` then, else no user at all (never an absence,
+        // which would give the default user).
+        let named = |c: Option<serde_json::Value>| c.filter(|v| v.as_str() != Some(""));
+        match named(data.claims.user).or(named(data.claims.sub)) {
             Some(serde_json::Value::String(u)) => Ok(u),
             Some(_) => Err(BearerError::BadUserClaim),
             None => Err(BearerError::NoUser),
@@ -319,6 +323,39 @@ mod tests {
             v.verify(&sign(b"{\"user\":\"alice\",\"x\":\"\x9b\"}")),
             Err(BearerError::Malformed)
         );
+    }
+
+    /// Found by an outside attack: `{"user":"","sub":"s"}` gave "no identity" (the default
+    /// user, or 401 `identity_required`), not `s`.
+    #[test]
+    fn an_empty_user_claim_names_no_one() {
+        let key = Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap();
+        let sign = |claims: &[u8]| {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key.bytes()).unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let v = BearerVerifier::new(&key);
+        assert_eq!(v.verify(&sign(br#"{"user":"","sub":"s"}"#)), Ok("s".into()));
+        assert_eq!(v.verify(&sign(br#"{"user":""}"#)), Err(BearerError::NoUser));
+        assert_eq!(
+            v.verify(&sign(br#"{"user":"","sub":""}"#)),
+            Err(BearerError::NoUser)
+        );
+        // Through the identity source: a refusal (401 invalid_bearer_token), never an absence.
+        let token = sign(br#"{"user":""}"#);
+        let auth = format!("Bearer {token}");
+        let r = crate::http::identity::from_bearer(std::iter::once(auth.as_bytes()), &v);
+        let r = r.unwrap_err();
+        assert_eq!((r.status(), r.code()), (401, "invalid_bearer_token"));
     }
 
     #[test]

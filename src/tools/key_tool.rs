@@ -58,6 +58,15 @@ pub fn run(args: Vec<OsString>) -> u8 {
         eprintln!("jwt-proxy keys new: --kid: {e}");
         return 2;
     }
+    // The default file name is the kid's: one naming a directory would write elsewhere (found by
+    // an outside attack: `--kid ../../evil` wrote /tmp/evil.key).
+    if out.is_none() && kid.contains('/') {
+        eprintln!(
+            "jwt-proxy keys new: --kid {kid:?} names a directory, so it cannot name the key file: \
+             give --out FILE"
+        );
+        return 2;
+    }
     let out = out.unwrap_or_else(|| {
         PathBuf::from(format!(
             "{kid}.{}",
@@ -102,5 +111,31 @@ pub fn key_from_args(
             .map(Some)
             .map_err(|p| format!("the key {p} (encoding {})", encoding.as_str())),
         (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kid_that_names_a_directory_needs_out() {
+        let dir = std::env::temp_dir().join(format!("jwt-proxy-keytool-{}", std::process::id()));
+        let kid = format!("../{}/evil", dir.file_name().unwrap().to_string_lossy());
+        let evil = PathBuf::from(format!("{kid}.key"));
+        let args = |extra: &[&str]| -> Vec<OsString> {
+            ["keys", "new", "--alg", "HS512", "--kid", &kid]
+                .iter()
+                .chain(extra)
+                .map(OsString::from)
+                .collect()
+        };
+        assert_eq!(run(args(&[])), 2);
+        assert!(!evil.exists());
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("given.key");
+        assert_eq!(run(args(&["--out", out.to_str().unwrap()])), 0);
+        assert!(out.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
