@@ -2,12 +2,11 @@
 //! page still renders its tables, no injected element exists and no injected script ran.
 //! `make test` installs Chromium; set `CHROMIUM` to use another binary.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn chromium() -> PathBuf {
     let p = std::env::var_os("CHROMIUM")

@@ -15,7 +15,6 @@
 //! Skipped, saying so, only where neither a Docker engine nor podman is present (`make test`
 //! installs podman where there is no Docker engine).
 
-mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const CLIENTS: usize = 6;
 

@@ -3,7 +3,6 @@
 //! Every case ends in its documented status (JSON body where the proxy answers) or a closed
 //! connection, and nothing refused reaches the upstream.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// `(status, JSON error code or None for a bare answer)` of a response that ends in a close.

@@ -1,7 +1,6 @@
 //! What an operator meets starting and running the real binaries: keys that fail closed, settings
 //! that cannot pass silently, the command-line flags, and the README's verification snippets.
 
-mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// A 64-byte text key (the HS512 minimum).

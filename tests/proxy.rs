@@ -1,10 +1,9 @@
 //! End to end: the real jwt-proxy and protected-echo binaries on loopback ports, raw HTTP.
 
-mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn now() -> u64 {

@@ -1,7 +1,6 @@
 //! Zero-downtime upgrades and key rotation through `scripts/supervise.sh` (what `make run`,
 //! `make reload` and the container use), and draining on SIGTERM.
 
-mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 struct Setup {
     dir: PathBuf,
