@@ -14,7 +14,6 @@
 //! - `BALANCER_HAPROXY_EXTRA`: lines (separated by `;`) appended to the backend section, which
 //!   override the ones before them, e.g. `retries 0` or `no option redispatch`.
 
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,7 +2,6 @@
 //! page still renders its tables, no injected element exists and no injected script ran.
 //! `make test` installs Chromium; set `CHROMIUM` to use another binary.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

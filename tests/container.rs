@@ -15,7 +15,6 @@
 //! Skipped, saying so, only where neither a Docker engine nor podman is present (`make test`
 //! installs podman where there is no Docker engine).
 
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

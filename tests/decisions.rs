@@ -1,7 +1,6 @@
 //! `jwt_proxy_decisions_total{outcome,reason}`: one request of each kind moves its own counter
 //! exactly once, and nothing else.
 
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

@@ -3,14 +3,13 @@
 //! Every case ends in its documented status (JSON body where the proxy answers) or a closed
 //! connection, and nothing refused reaches the upstream.
 
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use crate::common::*;
 use serde_json::json;
 
 /// `(status, JSON error code or None for a bare answer)` of a response that ends in a close.
@@ -762,6 +761,39 @@ fn a_connection_header_naming_a_header_we_set_is_refused() {
         b"POST / HTTP/1.1\r\nHost: x\r\nx-user: bob\r\nConnection: x-other, close\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(s, 200);
+    assert_eq!(echo.received(), 1);
+}
+
+/// An identity header spelled with underscores has its dash and dot spellings removed too, and
+/// a Connection header cannot name them (found by the second outside attack: with
+/// `header:x_user`, `x-user: admin` reached the upstream beside the token for `alice`).
+#[test]
+fn other_spellings_of_an_underscore_identity_header_never_reach_the_upstream() {
+    let (echo, proxy) = start_stack(&[("USER_SOURCE", "header:x_user")]);
+    let url = format!("http://{}/", proxy.addr);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST", "--data", "{}", "-H", "x_user: alice"])
+        .args(["-H", "x-user: admin", "-H", "x.user: admin", &url])
+        .output()
+        .expect("curl");
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = seen["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h[0].as_str())
+        .filter(|n| n.replace(['-', '.'], "_") == "x_user")
+        .collect();
+    assert_eq!(names, ["x_user"], "{seen}");
+    assert_eq!(
+        seen["x_my_jwt"]["claims"]["payload"]["user"], "alice",
+        "{seen}"
+    );
+    let (s, c) = answer(
+        proxy.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nx_user: alice\r\nConnection: x-user, close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!((s, c.as_deref()), (400, Some("bad_request")));
     assert_eq!(echo.received(), 1);
 }
 

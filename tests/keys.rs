@@ -2,7 +2,6 @@
 //! jsonwebtoken, by the README's own code), the JWKS endpoint's caching, refused keysets, SIGHUP,
 //! and a rotation under load that fails no request.
 
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

@@ -6,7 +6,6 @@
 //! it), every path of the manifest and of the configuration moved under it, and the environment
 //! the container gets (the image's `ENV`, then the Deployment's `env`) and nothing else.
 
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

@@ -1,6 +1,5 @@
 //! A short k6 smoke run of loadtest/k6/post.js against the real stack, thresholds enforced.
 
-
 use std::process::Command;
 
 use crate::common::*;

@@ -1,7 +1,6 @@
 //! What can be checked of the Docker image and compose stack without a Docker engine: lint,
 //! schema, and that every binary, port and variable they name exists in the crate and README.
 
-
 use std::collections::BTreeSet;
 use std::process::Command;
 

@@ -2,7 +2,6 @@
 //! fix. No tunnel, no smuggled bytes, bounded memory, nothing secret on the status page, the
 //! HTTP edges the README promises.
 
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,5 @@
 //! End to end: the real jwt-proxy and protected-echo binaries on loopback ports, raw HTTP.
 
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::*;

@@ -2,7 +2,6 @@
 //! container use): upgrades one at a time, every jwt-proxy accounted for, stops that leave
 //! nothing running.
 
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

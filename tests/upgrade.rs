@@ -1,7 +1,6 @@
 //! Zero-downtime upgrades and key rotation through `scripts/supervise.sh` (what `make run`,
 //! `make reload` and the container use), and draining on SIGTERM.
 
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

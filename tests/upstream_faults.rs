@@ -1,7 +1,6 @@
 //! A misbehaving upstream: each request's `mode=` query says how it fails. The proxy must answer
 //! with its documented status (or close), never hang, and keep serving other requests.
 
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};

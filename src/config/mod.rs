@@ -93,11 +93,17 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let default = Path::new(DEFAULT_CONF_PATH);
+        // An error names `-c` only when it was given.
+        let named = if path.is_some() {
+            "-c"
+        } else {
+            DEFAULT_CONF_PATH
+        };
         let path = path.or_else(|| default.exists().then_some(default));
         let yaml = match path {
             // The one hardened reader: a FIFO is refused, not waited on; the size is bounded.
             Some(p) => crate::os::read_regular_file(p, MAX_CONFIG_FILE_BYTES)
-                .map_err(|e| key_err("-c", e.to_string()))?,
+                .map_err(|e| key_err(named, e.to_string()))?,
             None => String::new(),
         };
         Config::from_yaml(&yaml, env).map_err(|mut e| {

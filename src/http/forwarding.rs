@@ -78,17 +78,20 @@ pub(crate) fn set_forwarding_headers(
 }
 
 /// Whether `name` (lower case) is `ours` spelled with other punctuation for some or all of its
-/// dashes (`x_my_jwt`, `x-my_jwt`, `x.my.jwt`): CGI, WSGI and PHP hand such spellings to the
-/// application under one name (`HTTP_X_MY_JWT`), so a client could slip its own value in.
+/// dashes, underscores or dots (`x_my_jwt`, `x-my_jwt`, `x.my.jwt`; `x-user` for an identity
+/// header `x_user`): CGI, WSGI and PHP hand such spellings to the application under one name
+/// (`HTTP_X_MY_JWT`), so a client could slip its own value in.
 pub(crate) fn is_alias_of(name: &str, ours: &str) -> bool {
-    // PHP also folds `.` (and other punctuation) into `_`: any non-alphanumeric byte where ours
-    // has a dash makes the same variable.
+    name != ours && same_variable(name.as_bytes(), ours)
+}
+
+/// `name` (any case) and `ours` name the same CGI variable: equal but where both have
+/// punctuation (PHP folds `.` and other punctuation into `_`, as CGI does `-`).
+pub(crate) fn same_variable(name: &[u8], ours: &str) -> bool {
     name.len() == ours.len()
-        && name != ours
-        && name
-            .bytes()
-            .zip(ours.bytes())
-            .all(|(a, b)| a == b || (b == b'-' && !a.is_ascii_alphanumeric()))
+        && name.iter().zip(ours.bytes()).all(|(a, b)| {
+            a.eq_ignore_ascii_case(&b) || (!a.is_ascii_alphanumeric() && !b.is_ascii_alphanumeric())
+        })
 }
 
 /// Remove every client header that is an underscore spelling of one of `owned`.
@@ -187,6 +190,12 @@ mod tests {
         assert!(is_alias_of("x.my.jwt", "x-my-jwt"), "PHP folds dots too");
         assert!(!is_alias_of("x_my_jwx", "x-my-jwt"));
         assert!(!is_alias_of("xamyajwt", "x-my-jwt"));
+        // An identity header spelled with underscores has its dash and dot spellings too (found
+        // by an outside attack: `header:x_user` let `x-user: admin` through beside it).
+        assert!(is_alias_of("x-user", "x_user"));
+        assert!(is_alias_of("x.user", "x_user"));
+        assert!(!is_alias_of("x_user", "x_user"));
+        assert!(!is_alias_of("xauser", "x_user"));
         let mut r = req(&[
             ("x_my_jwt", "EVIL"),
             ("x_real_ip", "6.6.6.6"),

@@ -4,6 +4,7 @@
 use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
 
+use crate::http::forwarding::same_variable;
 use crate::http::reply::{self, ErrorReply};
 
 /// Why this head is refused, if it is: too large (431), not a POST (405), an absolute-form or
@@ -42,9 +43,7 @@ fn nominates_protected(req: &RequestHeader, owned: &[String]) -> bool {
         v.as_bytes().split(|&b| b == b',').any(|token| {
             let token = token.trim_ascii();
             token.eq_ignore_ascii_case(b"content-length")
-                || owned
-                    .iter()
-                    .any(|o| token.eq_ignore_ascii_case(o.as_bytes()))
+                || owned.iter().any(|o| same_variable(token, o))
         })
     })
 }
@@ -187,6 +186,8 @@ mod tests {
         for conn in ["close", "keep-alive", "x-other", "x-user-agent"] {
             assert_eq!(with(conn), None, "{conn}");
         }
+        // Other spellings of ours are ours too (CGI hands them over under one name).
+        assert!(with("x_user").is_some() && with("X.My.Jwt").is_some());
     }
 
     /// A parsed head and the raw bytes it came from.

@@ -29,6 +29,23 @@ pub enum UserSource {
     Static(String),
 }
 
+/// Headers that cannot carry the identity (`header:NAME`): they frame the request or are
+/// hop-by-hop (Pingora drops or rewrites them), or the proxy sets them (`forwarding`'s own list).
+const NOT_AN_IDENTITY: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "expect",
+    "http2-settings",
+    "forwarded",
+];
+
 impl UserSource {
     /// Parse `header:NAME`, `bearer`, `json:FIELD` or `static:VALUE`.
     pub fn parse(s: &str) -> Result<UserSource, String> {
@@ -49,6 +66,19 @@ impl UserSource {
                     return Err(format!(
                         "{h} carries credentials, which would be copied into every token and \
                          log line: use bearer for Authorization tokens, or a header of its own"
+                    ));
+                }
+                // A header the proxy sets, or one that frames or hops the request: the token
+                // would name a user the upstream never sees (found by an outside attack:
+                // `header:x-real-ip` signed the client's value, the upstream got ours).
+                let ours =
+                    |n: &&str| crate::http::forwarding::same_variable(h.as_str().as_bytes(), n);
+                if crate::http::forwarding::OWNED_HEADERS.iter().any(ours)
+                    || NOT_AN_IDENTITY.iter().any(ours)
+                {
+                    return Err(format!(
+                        "{h} is a header the proxy sets or that frames the request, so the \
+                         upstream would not see the value the token names: use a header of its own"
                     ));
                 }
                 Ok(UserSource::Header(h))
@@ -253,7 +283,8 @@ fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
     false
 }
 
-/// The user in top-level string field `field` of a JSON object body. A missing field is absent;
+/// The user in top-level string field `field` of a JSON object body. A missing, empty or blank
+/// field is absent;
 /// the field given twice is ambiguous; a non-string value is invalid; a body that is not a JSON
 /// object (an empty one included) is invalid.
 pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> {
@@ -284,7 +315,8 @@ pub fn from_json(body: &[u8], field: &str) -> Result<Option<String>, Rejection> 
     de.end()
         .map_err(|_| Rejection::BadJson("request body is not valid JSON"))?;
     match found {
-        Some(u) if u.is_empty() => Ok(None),
+        // Blank is absent, as a blank header is.
+        Some(u) if u.trim_ascii().is_empty() => Ok(None),
         Some(u) => check_user(&u).map(|()| Some(u)),
         None => Ok(None),
     }
@@ -342,6 +374,25 @@ mod tests {
 
     fn one(v: &str) -> std::iter::Once<&[u8]> {
         std::iter::once(v.as_bytes())
+    }
+
+    #[test]
+    fn headers_we_set_or_that_frame_the_request_are_no_identity() {
+        for name in [
+            "x-real-ip",
+            "X-Forwarded-For",
+            "x_forwarded_host",
+            "forwarded",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+        ] {
+            let e = UserSource::parse(&format!("header:{name}")).unwrap_err();
+            assert!(e.contains("the proxy sets"), "{name}: {e}");
+        }
+        assert!(UserSource::parse("header:x-user-id").is_ok());
     }
 
     #[test]
@@ -460,6 +511,8 @@ mod tests {
             assert_eq!(from_json(empty, "user").unwrap_err().code(), "invalid_json");
         }
         assert_eq!(from_json(br#"{"user":""}"#, "user").unwrap(), None);
+        // Blank is absent too (found by an outside attack: "   " was a user).
+        assert_eq!(from_json(br#"{"user":"  \t"}"#, "user").unwrap(), None);
         assert_eq!(
             from_json(br#"{"user":"a","user":"b"}"#, "user").unwrap_err(),
             Rejection::AmbiguousUser

@@ -107,9 +107,11 @@ impl BearerVerifier {
         if !claims_utf8 {
             return Err(BearerError::Malformed);
         }
-        // An empty `user` names no user: `sub` then, else no user at all (never an absence,
-        // which would give the default user).
-        let named = |c: Option<serde_json::Value>| c.filter(|v| v.as_str() != Some(""));
+        // An empty or blank `user` names no user: `sub` then, else no user at all (never an
+        // absence, which would give the default user).
+        let named = |c: Option<serde_json::Value>| {
+            c.filter(|v| v.as_str().is_none_or(|s| !s.trim_ascii().is_empty()))
+        };
         match named(data.claims.user).or(named(data.claims.sub)) {
             Some(serde_json::Value::String(u)) => Ok(u),
             Some(_) => Err(BearerError::BadUserClaim),
@@ -345,6 +347,14 @@ mod tests {
         };
         let v = BearerVerifier::new(&key);
         assert_eq!(v.verify(&sign(br#"{"user":"","sub":"s"}"#)), Ok("s".into()));
+        assert_eq!(
+            v.verify(&sign(br#"{"user":"  ","sub":"s"}"#)),
+            Ok("s".into())
+        );
+        assert_eq!(
+            v.verify(&sign(br#"{"user":" ","sub":"\t"}"#)),
+            Err(BearerError::NoUser)
+        );
         assert_eq!(v.verify(&sign(br#"{"user":""}"#)), Err(BearerError::NoUser));
         assert_eq!(
             v.verify(&sign(br#"{"user":"","sub":""}"#)),

@@ -37,7 +37,20 @@ pub fn entry(kid: &str, alg: Alg, file: &str) -> String {
     } else {
         ""
     };
-    format!("  - kid: {kid}\n    alg: {alg}\n    file: {file}{encoding}\n")
+    format!(
+        "  - kid: {}\n    alg: {alg}\n    file: {}{encoding}\n",
+        yaml_text(kid),
+        yaml_text(file)
+    )
+}
+
+/// `v` as a YAML string: as it is where YAML reads it back as that string, else double-quoted
+/// (a kid such as `null`, `#x` or `k:` would otherwise load as something else, or not at all).
+fn yaml_text(v: &str) -> String {
+    match serde_yaml::from_str::<serde_yaml::Value>(v) {
+        Ok(serde_yaml::Value::String(s)) if s == v => v.to_string(),
+        _ => serde_json::to_string(v).unwrap_or_default(),
+    }
 }
 
 /// Run `jwt-proxy keys …` (`args` starts with `keys`). Returns the exit code.
@@ -117,6 +130,29 @@ pub fn key_from_args(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by an outside attack: kids the rules accept (`null`, `#x`, `*a`, `k:`) printed an
+    /// entry that did not load back as that kid.
+    #[test]
+    fn the_printed_entry_loads_back_as_the_kid() {
+        for kid in [
+            "k1", "e-1.b_2", "null", "~", "#x", "*a", "&a", "|", "@x", "k:", "?", "[x]", "{x}",
+            "123", "true",
+        ] {
+            let text = entry(kid, Alg::EdDsa, &format!("{kid}.pem"));
+            let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            assert_eq!(doc[0]["kid"].as_str(), Some(kid), "{text}");
+            assert_eq!(
+                doc[0]["file"].as_str(),
+                Some(format!("{kid}.pem").as_str()),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            entry("e1", Alg::EdDsa, "e1.pem"),
+            "  - kid: e1\n    alg: EdDSA\n    file: e1.pem\n"
+        );
+    }
 
     #[test]
     fn a_kid_that_names_a_directory_needs_out() {
