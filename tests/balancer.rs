@@ -14,6 +14,8 @@
 //! - `BALANCER_HAPROXY_EXTRA`: lines (separated by `;`) appended to the backend section, which
 //!   override the ones before them, e.g. `retries 0` or `no option redispatch`.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const REPLICAS: usize = 3;

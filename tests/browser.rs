@@ -2,10 +2,12 @@
 //! page still renders its tables, no injected element exists and no injected script ran.
 //! `make test` installs Chromium; set `CHROMIUM` to use another binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::*;
+use common::*;
 
 fn chromium() -> PathBuf {
     let p = std::env::var_os("CHROMIUM")

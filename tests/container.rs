@@ -15,6 +15,8 @@
 //! Skipped, saying so, only where neither a Docker engine nor podman is present (`make test`
 //! installs podman where there is no Docker engine).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 
 const CLIENTS: usize = 6;
 

@@ -1,12 +1,14 @@
 //! `jwt_proxy_decisions_total{outcome,reason}`: one request of each kind moves its own counter
 //! exactly once, and nothing else.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 
 type Counts = BTreeMap<(String, String), u64>;
 

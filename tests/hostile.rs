@@ -3,13 +3,15 @@
 //! Every case ends in its documented status (JSON body where the proxy answers) or a closed
 //! connection, and nothing refused reaches the upstream.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use common::*;
 use serde_json::json;
 
 /// `(status, JSON error code or None for a bare answer)` of a response that ends in a close.

@@ -2,6 +2,8 @@
 //! jsonwebtoken, by the README's own code), the JWKS endpoint's caching, refused keysets, SIGHUP,
 //! and a rotation under load that fails no request.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::common::*;
+use common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};

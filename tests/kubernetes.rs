@@ -6,6 +6,8 @@
 //! it), every path of the manifest and of the configuration moved under it, and the environment
 //! the container gets (the image's `ENV`, then the Deployment's `env`) and nothing else.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -16,8 +18,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::common;
-use crate::common::{assert_success, free_port, get, manifest_dir, raw, scratch_dir};
+use common::{assert_success, free_port, get, manifest_dir, raw, scratch_dir};
 
 const BASE: &str = "deploy/kubernetes";
 

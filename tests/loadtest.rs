@@ -1,8 +1,10 @@
 //! A short k6 smoke run of loadtest/k6/post.js against the real stack, thresholds enforced.
 
+mod common;
+
 use std::process::Command;
 
-use crate::common::*;
+use common::*;
 
 fn k6(target: &str, rate: &str) -> std::process::Output {
     let k6 = python().parent().unwrap().join("k6");

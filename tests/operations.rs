@@ -1,13 +1,15 @@
 //! What an operator meets starting and running the real binaries: keys that fail closed, settings
 //! that cannot pass silently, the command-line flags, and the README's verification snippets.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
 use base64::Engine;
+use common::*;
 use serde_json::json;
 
 /// A 64-byte text key (the HS512 minimum).

@@ -1,11 +1,12 @@
 //! What can be checked of the Docker image and compose stack without a Docker engine: lint,
 //! schema, and that every binary, port and variable they name exists in the crate and README.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::common;
-use crate::common::{assert_success, manifest_dir};
+use common::{assert_success, manifest_dir};
 
 const BINARIES: [&str; 3] = ["jwt-proxy", "jwt-post", "protected-echo"];
 

@@ -2,12 +2,14 @@
 //! fix. No tunnel, no smuggled bytes, bounded memory, nothing secret on the status page, the
 //! HTTP edges the README promises.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 
 /// An upstream that answers `101 Switching Protocols` to everything and keeps every byte it
 /// receives, per connection.

@@ -1,8 +1,10 @@
 //! End to end: the real jwt-proxy and protected-echo binaries on loopback ports, raw HTTP.
 
+mod common;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::common::*;
+use common::*;
 use serde_json::json;
 
 fn now() -> u64 {

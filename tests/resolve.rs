@@ -2,11 +2,13 @@
 //! is followed without a restart, and `/readyz` says when it cannot be reached. The name is
 //! made ours with a line in /etc/hosts (root only; CI and the developers' machines run as root).
 
+mod common;
+
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 
 const NAME: &str = "jwt-proxy-upstream-test.invalid";
 

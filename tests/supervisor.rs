@@ -2,6 +2,8 @@
 //! container use): upgrades one at a time, every jwt-proxy accounted for, stops that leave
 //! nothing running.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 
 /// The tests here time upgrades and count processes: run them one at a time, so that they do
 /// not starve each other's processes on a 2-core machine.

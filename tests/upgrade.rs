@@ -1,6 +1,8 @@
 //! Zero-downtime upgrades and key rotation through `scripts/supervise.sh` (what `make run`,
 //! `make reload` and the container use), and draining on SIGTERM.
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -8,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 
 struct Setup {
     dir: PathBuf,

@@ -1,11 +1,13 @@
 //! A misbehaving upstream: each request's `mode=` query says how it fails. The proxy must answer
 //! with its documented status (or close), never hang, and keep serving other requests.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use common::*;
 
 fn serve(mut s: TcpStream) {
     let mut buf = [0u8; 256];
