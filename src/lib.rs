@@ -1,6 +1,6 @@
 //! jwt-proxy: a Pingora proxy that mints a JWT (HS512, EdDSA or ES256) for every request and
-//! injects it into the request it forwards. See README.md for the user's manual, and its
-//! "Layout" section for this tree: layers only point down, from `main` through `http`, `conn`
+//! injects it into the request it forwards. See README.md for the user's manual, and
+//! docs/layout.md for this tree: layers only point down, from `main` through `http`, `conn`
 //! and `observe`, to `config` and `signing`, to `os` and `clock`.
 
 pub mod cli;

@@ -206,8 +206,8 @@ fn readme_rust_snippet(
 }
 
 fn readme_section() -> String {
-    let readme = std::fs::read_to_string(manifest_dir().join("README.md")).unwrap();
-    readme.split("## Rotating keys").nth(1).unwrap().to_string()
+    let doc = std::fs::read_to_string(manifest_dir().join("docs/keys.md")).unwrap();
+    doc.split("## Rotating keys").nth(1).unwrap().to_string()
 }
 
 #[test]
@@ -287,7 +287,7 @@ fn every_alg_verifies_through_the_jwks_alone_with_the_readme_code() {
         // Python, the README's code (PyJWT + cryptography), fetching the JWKS from the proxy.
         let out = run_python(
             "readme_jwks.py",
-            &json!({"readme": manifest_dir().join("README.md"), "jwks_url": jwks_url(&proxy), "tokens": tokens}),
+            &json!({"readme": manifest_dir().join("docs/keys.md"), "jwks_url": jwks_url(&proxy), "tokens": tokens}),
         );
         let out: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(out["users"], json!(["alice", "bob"]));

@@ -1,8 +1,8 @@
 //! Why each request ended as it did: one reason per request, from a closed, documented list
 //! ([`REASONS`]). This table is the one home of each reason's code (the `error` of a refusal's
 //! JSON body), its HTTP status, its outcome and its meaning: the replies, `/metrics`'
-//! `jwt_proxy_decisions_total{outcome,reason}`, the JSON, the status page and the README's
-//! table (checked by a test) all read it.
+//! `jwt_proxy_decisions_total{outcome,reason}`, the JSON, the status page and the table in
+//! docs/status.md (checked by a test) all read it.
 
 /// How a request ended, for the outcome counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl Reason {
 
 impl ReasonInfo {
     /// What it means, with the status the proxy answers it with: the status page's and the
-    /// README's wording.
+    /// manual's wording.
     pub(crate) fn meaning(&self) -> String {
         match self.status {
             Some(s) => format!("{} ({s})", self.help),
@@ -176,11 +176,11 @@ mod tests {
         }
     }
 
-    /// README.md's table of reasons is this table: the same rows, in the same order, with the
-    /// same outcome and meaning (the README sets setting names in backticks).
+    /// docs/status.md's table of reasons is this table: the same rows, in the same order, with the
+    /// same outcome and meaning (the manual sets setting names in backticks).
     #[test]
     fn the_readme_table_is_this_table() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/status.md");
         let rows: Vec<Vec<String>> = readme
             .lines()
             .skip_while(|l| !l.starts_with("| outcome | reason | what it means |"))

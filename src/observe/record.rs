@@ -104,7 +104,7 @@ impl Record {
             + self.error.as_ref().map_or(0, |e| e.len())
     }
 
-    /// The record as shown by the status service (field names documented in the README): its
+    /// The record as shown by the status service (field names documented in docs/status.md): its
     /// fields plus the token's decoded header and claims.
     pub(crate) fn to_json(&self) -> Value {
         let (token_header, token_claims) = self
@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(format_time(1_764_446_838_251), "2025-11-29T20:07:18.251Z");
     }
 
-    /// README: "the ring costs STATUS_RECENT_BYTES plus one record (under 8 KiB)".
+    /// docs/status.md: "the ring costs STATUS_RECENT_BYTES plus one record (under 8 KiB)".
     #[test]
     fn the_largest_record_is_under_8_kib() {
         let mut h = HeaderMap::new();

@@ -236,7 +236,7 @@ impl StatusApp {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 
-    /// The `/status.json` document (field names documented in the README).
+    /// The `/status.json` document (field names documented in docs/status.md).
     pub fn json(&self) -> Value {
         let s = &self.stats;
         let outcomes: serde_json::Map<String, Value> = OUTCOMES
@@ -340,7 +340,7 @@ impl StatusApp {
             out,
             "jwt_proxy_decisions_total",
             "counter",
-            "Requests by outcome and the reason for it (README: Decisions); malformed heads and \
+            "Requests by outcome and the reason for it (docs/status.md: Decisions); malformed heads and \
              head timeouts are connection events, counted apart.",
         );
         for (o, info, n) in s.decision_counts() {

@@ -1,5 +1,5 @@
-"""Run the README's JWKS verification snippet (the ```python block of "Rotating keys", taken from
-README.md as written, with its JWKS_URL pointed at the running proxy) on tokens from the proxy.
+"""Run the manual's JWKS verification snippet (the ```python block of "Rotating keys", taken from
+docs/keys.md as written, with its JWKS_URL pointed at the running proxy) on tokens from the proxy.
 
 stdin: {"readme": path, "jwks_url": str, "tokens": [str]}
 stdout: {"users": [payload.user], "algs": [the header alg of each]}
