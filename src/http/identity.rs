@@ -144,12 +144,14 @@ impl Rejection {
         ErrorReply::of(self.reason(), self.message())
     }
 
-    pub fn status(&self) -> u16 {
+    /// The status and code it is answered with (the reason's), for tests.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> u16 {
         self.reason().status()
     }
 
-    /// Stable machine-readable code for the JSON error body.
-    pub fn code(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
         self.reason().as_str()
     }
 

@@ -55,6 +55,19 @@ fn group_rows(j: &Value, g: Group) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A section of `rows`, then the counters of `group`.
+fn grouped_section(
+    h: &mut String,
+    j: &Value,
+    id: &str,
+    title: &str,
+    mut rows: Vec<(String, String)>,
+    group: Group,
+) {
+    rows.extend(group_rows(j, group));
+    section(h, id, title, &rows);
+}
+
 fn traffic_html(h: &mut String, j: &Value, s: &Stats) {
     let mut traffic = vec![
         ("requests".to_string(), count_words(&j["requests_total"])),
@@ -82,7 +95,7 @@ fn traffic_html(h: &mut String, j: &Value, s: &Stats) {
 }
 
 fn identity_html(h: &mut String, j: &Value, s: &Stats) {
-    let mut identity = vec![
+    let identity = vec![
         ("user from".to_string(), plain(&j["user_source"])),
         (
             "signing key fingerprint".into(),
@@ -106,21 +119,26 @@ fn identity_html(h: &mut String, j: &Value, s: &Stats) {
             avg(&s.signing_duration_ns, 1000.0, "µs"),
         ),
     ];
-    identity.extend(group_rows(j, Group::Identity));
-    section(h, "identity", "Identity and tokens", &identity);
+    grouped_section(
+        h,
+        j,
+        "identity",
+        "Identity and tokens",
+        identity,
+        Group::Identity,
+    );
 }
 
 fn upstream_html(h: &mut String, j: &Value) {
-    let mut upstream = vec![
+    let upstream = vec![
         ("upstream".to_string(), plain(&j["upstream_url"])),
         ("address in use".into(), plain(&j["upstream_addr"])),
     ];
-    upstream.extend(group_rows(j, Group::Upstream));
-    section(h, "upstream", "Upstream", &upstream);
+    grouped_section(h, j, "upstream", "Upstream", upstream, Group::Upstream);
 }
 
 fn process_html(h: &mut String, j: &Value) {
-    let mut process = vec![
+    let process = vec![
         ("listening on".to_string(), plain(&j["listen"])),
         ("worker threads".into(), plain(&j["worker_threads"])),
         (
@@ -132,8 +150,14 @@ fn process_html(h: &mut String, j: &Value) {
             ),
         ),
     ];
-    process.extend(group_rows(j, Group::Process));
-    section(h, "process", "Configuration and process", &process);
+    grouped_section(
+        h,
+        j,
+        "process",
+        "Configuration and process",
+        process,
+        Group::Process,
+    );
 }
 
 /// The recent requests, newest first, each with its details folded.

@@ -299,23 +299,26 @@ mod tests {
         );
     }
 
+    /// An HS512 token of exactly these claim bytes, signed with `key`.
+    fn sign_hs512(key: &Key, claims: &[u8]) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key.bytes()).unwrap();
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
     #[test]
     fn signed_claims_that_are_not_utf8_are_malformed() {
         // Found by `make fuzz` (bearer): invalid UTF-8 inside a claim we do not read.
         let key = Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap();
-        let sign = |claims: &[u8]| {
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#),
-                URL_SAFE_NO_PAD.encode(claims)
-            );
-            let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key.bytes()).unwrap();
-            mac.update(input.as_bytes());
-            format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-            )
-        };
+        let sign = |claims: &[u8]| sign_hs512(&key, claims);
         let v = BearerVerifier::new(&key);
         assert_eq!(
             v.verify(&sign(br#"{"user":"alice","x":"a"}"#)),
@@ -332,19 +335,7 @@ mod tests {
     #[test]
     fn an_empty_user_claim_names_no_one() {
         let key = Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap();
-        let sign = |claims: &[u8]| {
-            let input = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#),
-                URL_SAFE_NO_PAD.encode(claims)
-            );
-            let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key.bytes()).unwrap();
-            mac.update(input.as_bytes());
-            format!(
-                "{input}.{}",
-                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-            )
-        };
+        let sign = |claims: &[u8]| sign_hs512(&key, claims);
         let v = BearerVerifier::new(&key);
         assert_eq!(v.verify(&sign(br#"{"user":"","sub":"s"}"#)), Ok("s".into()));
         assert_eq!(
