@@ -41,6 +41,7 @@ const NOT_AN_IDENTITY: &[&str] = &[
     "trailer",
     "keep-alive",
     "proxy-connection",
+    "proxy-authenticate",
     "expect",
     "http2-settings",
     "forwarded",
@@ -244,12 +245,20 @@ pub fn from_bearer<'a>(
 }
 
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
+/// Any value whose scheme reads `Bearer` is a bearer attempt, whatever follows it (a tab, `:`,
+/// nothing): otherwise `Bearer\t<forged>` would pass as another scheme, forwarded unchecked
+/// under the default user (found by an outside attack). What follows is then the token, which
+/// must verify.
 pub(crate) fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let value = value.trim_ascii();
-    if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
+    let scheme = value.get(..6)?;
+    let rest = &value[6..];
+    if !scheme.eq_ignore_ascii_case(b"bearer")
+        || rest.first().is_some_and(u8::is_ascii_alphanumeric)
+    {
         return None;
     }
-    Some(value[7..].trim_ascii())
+    Some(rest.strip_prefix(b" ").unwrap_or(rest).trim_ascii())
 }
 
 /// Deepest JSON nesting we accept in a body we read: serde_json's own default limit, which
@@ -575,6 +584,30 @@ mod tests {
             from_json(escaped.as_bytes(), "user").unwrap(),
             Some("bob".into())
         );
+    }
+
+    /// A value whose scheme reads `Bearer` is verified whatever separates the token (found by an
+    /// outside attack: `Bearer\t<forged>` passed as another scheme, unverified, forwarded).
+    #[test]
+    fn every_spelling_of_the_bearer_scheme_is_verified() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/test-vectors.json")).unwrap();
+        let verifier = BearerVerifier::new(&Key::decode(DEMO_SECRET, KeyEncoding::Text).unwrap());
+        let good = vectors["bearer"]["accept"][0]["token"].as_str().unwrap();
+        let forged = vectors["bearer"]["reject"][1]["token"].as_str().unwrap();
+        for sep in ["\t", ":", "=", ",", "%20", "  "] {
+            let e = from_bearer(one(&format!("Bearer{sep}{forged}")), &verifier).unwrap_err();
+            assert_eq!(e.code(), "invalid_bearer_token", "{sep:?}");
+        }
+        for empty in ["Bearer", "bearer ", "BEARER\t"] {
+            let e = from_bearer(one(empty), &verifier).unwrap_err();
+            assert_eq!(e.code(), "invalid_bearer_token", "{empty:?}");
+        }
+        let ok = from_bearer(one(&format!("Bearer\t{good}")), &verifier).unwrap();
+        assert_eq!(ok.as_deref(), Some("alice"));
+        // Another scheme is no identity, and is forwarded untouched.
+        assert_eq!(from_bearer(one("Basic YTpi"), &verifier), Ok(None));
+        assert_eq!(from_bearer(one("Bearerx abc"), &verifier), Ok(None));
     }
 
     #[test]

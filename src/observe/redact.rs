@@ -101,8 +101,18 @@ pub(crate) fn shown_path(path_and_query: &[u8]) -> String {
         Some(i) => (&path_and_query[..i], Some(&path_and_query[i + 1..])),
         None => (path_and_query, None),
     };
-    // `;name=value` path parameters (`;jsessionid=…`) carry credentials too.
-    let (path, params) = match path.iter().position(|&b| b == b';') {
+    // `;name=value` path parameters (`;jsessionid=…`) carry credentials too, and so does what
+    // follows a percent-encoded `;` or `?`, which a backend may decode into one (found by an
+    // outside attack: `/a%3Btoken=SECRET` was shown whole).
+    let encoded_mark =
+        |w: &[u8]| w[0] == b'%' && w[1] == b'3' && matches!(w[2].to_ascii_lowercase(), b'b' | b'f');
+    let cut = path
+        .iter()
+        .position(|&b| b == b';')
+        .into_iter()
+        .chain(path.windows(3).position(encoded_mark))
+        .min();
+    let (path, params) = match cut {
         Some(i) => (&path[..i], true),
         None => (path, false),
     };
@@ -196,6 +206,9 @@ mod tests {
     #[test]
     fn query_values_are_redacted() {
         assert_eq!(shown_path(b"/a/b"), "/a/b");
+        assert_eq!(shown_path(b"/a%3Btoken=S/b"), "/a;[redacted]");
+        assert_eq!(shown_path(b"/a%3ftoken=S"), "/a;[redacted]");
+        assert_eq!(shown_path(b"/a%20b%3"), "/a%20b%3");
         assert_eq!(
             shown_path(b"/p?access_token=SECRET&page=2&SECRET2"),
             "/p?access_token=[redacted]&page=[redacted]&[redacted]"
